@@ -1,0 +1,216 @@
+"""The run directory: the one module that knows where every file lives and how it is validated.
+
+Layout (CONTRACTS.md)::
+
+    RUN/overview/<sample_id>.npy        float32|float16 (1 + n_layers, gh, gw): [0] fused A_C, [1:] raw a_l
+    RUN/overview/<sample_id>.json       sidecar: prompt, answer, layers, weights, grid, image size, model, dtype
+    RUN/focus/<sample_id>/self_32.npy   (32, 32, 1024) averaged self-attention, rows = queries
+    RUN/focus/<sample_id>/self_64to32_released.npy   (1024, 1024)
+    RUN/focus/<sample_id>/self_64to32_corrected.npy  (1024, 1024)
+    RUN/focus/<sample_id>/meta.json
+    RUN/masks/<sample_id>.png           uint8 0/255 at the original image size
+    RUN/evolve/<sample_id>.json         per-sample prediction record (assembled into predictions.jsonl)
+    RUN/predictions.jsonl
+    RUN/metrics.json
+    RUN/<stage>_config.json
+    RUN/failures.jsonl
+
+Every write goes through :func:`atomic_write_bytes` (temp file in the same folder + ``os.replace``),
+so a file under its final name is always complete. Readers validate shape and sidecar and raise
+:class:`DumpError` naming the file.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+# Stage 2 file names (the 16-grid and full-64 maps are opt-in extras).
+FOCUS_SELF_32 = "self_32.npy"
+FOCUS_64TO32 = {"released": "self_64to32_released.npy", "corrected": "self_64to32_corrected.npy"}
+FOCUS_16TO32 = {"released": "self_16to32_released.npy", "corrected": "self_16to32_corrected.npy"}
+FOCUS_FULL_64 = "self_64.npy"
+FOCUS_SELF_16 = "self_16.npy"
+FOCUS_CROSS = "cross_{r}.npy"
+FOCUS_META = "meta.json"
+
+
+class DumpError(ValueError):
+    """A dump on disk is missing, truncated, or disagrees with what the reader expects."""
+
+
+# --------------------------------------------------------------------------------------- writing
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temp file in the same folder and an atomic rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def save_json(path: str | os.PathLike, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+def save_png(path: str | os.PathLike, image: np.ndarray) -> None:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG")
+    atomic_write_bytes(path, buf.getvalue())
+
+
+# --------------------------------------------------------------------------------------- reading
+def load_npy(path: str | os.PathLike, shape: tuple[int | None, ...] | None = None) -> np.ndarray:
+    """Load a float16/float32 ``.npy`` dump as float32, checking it is finite and of ``shape``.
+
+    ``None`` entries in ``shape`` match any size. Raises :class:`DumpError` naming the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DumpError(f"{path}: dump is missing (run the stage that writes it first)")
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise DumpError(f"{path}: unreadable or truncated .npy ({exc}); delete it and rerun its stage") from None
+    if arr.dtype not in (np.float16, np.float32):
+        raise DumpError(f"{path}: dtype {arr.dtype}, expected float16 or float32")
+    if shape is not None and (arr.ndim != len(shape) or any(s is not None and s != a for s, a in zip(shape, arr.shape))):
+        raise DumpError(f"{path}: shape {tuple(arr.shape)}, expected {tuple('*' if s is None else s for s in shape)}")
+    arr = arr.astype(np.float32, copy=False)
+    if not np.isfinite(arr).all():
+        raise DumpError(f"{path}: contains NaN or Inf")
+    return arr
+
+
+def load_json(path: str | os.PathLike) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise DumpError(f"{path}: file is missing")
+    try:
+        obj = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DumpError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(obj, dict):
+        raise DumpError(f"{path}: expected a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+class RunDir:
+    """Paths and validated readers for one run directory. No path string is spelled elsewhere."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+
+    # paths ---------------------------------------------------------------------------------
+    def overview_npy(self, sid: str) -> Path:
+        return self.root / "overview" / f"{sid}.npy"
+
+    def overview_json(self, sid: str) -> Path:
+        return self.root / "overview" / f"{sid}.json"
+
+    def focus_dir(self, sid: str) -> Path:
+        return self.root / "focus" / sid
+
+    def focus_file(self, sid: str, name: str) -> Path:
+        return self.focus_dir(sid) / name
+
+    def mask_png(self, sid: str) -> Path:
+        return self.root / "masks" / f"{sid}.png"
+
+    def mask_rel(self, sid: str) -> str:
+        return f"masks/{sid}.png"
+
+    def evolve_record(self, sid: str) -> Path:
+        return self.root / "evolve" / f"{sid}.json"
+
+    def maps_npz(self, sid: str) -> Path:
+        return self.root / "maps" / f"{sid}.npz"
+
+    @property
+    def predictions(self) -> Path:
+        return self.root / "predictions.jsonl"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.json"
+
+    @property
+    def failures(self) -> Path:
+        return self.root / "failures.jsonl"
+
+    def config(self, stage: str) -> Path:
+        return self.root / f"{stage}_config.json"
+
+    # validated readers ---------------------------------------------------------------------
+    def load_overview(self, sid: str) -> tuple[np.ndarray, dict]:
+        """Return (maps float32 (1 + n_layers, gh, gw), sidecar dict); raise DumpError on mismatch."""
+        meta = load_json(self.overview_json(sid))
+        for key in ("grid", "layers", "weights"):
+            if key not in meta:
+                raise DumpError(f"{self.overview_json(sid)}: sidecar lacks '{key}'")
+        gh, gw = (int(v) for v in meta["grid"])
+        maps = load_npy(self.overview_npy(sid), (1 + len(meta["layers"]), gh, gw))
+        return maps, meta
+
+    def overview_valid(self, sid: str) -> bool:
+        try:
+            self.load_overview(sid)
+            return True
+        except DumpError:
+            return False
+
+    def load_focus(self, sid: str, name: str) -> np.ndarray:
+        """Load one stage-2 map as a float32 (N, N) query-by-key matrix (N = r*r on the 32 grid)."""
+        path = self.focus_file(sid, name)
+        arr = load_npy(path)
+        if arr.ndim == 3:  # (r, r, r*r) layout of self_32 / self_16
+            r = arr.shape[0]
+            if arr.shape != (r, r, r * r):
+                raise DumpError(f"{path}: shape {arr.shape}, expected (r, r, r*r)")
+            arr = arr.reshape(r * r, r * r)
+        if arr.ndim != 2 or arr.shape[0] != arr.shape[1]:
+            raise DumpError(f"{path}: shape {arr.shape}, expected a square (N, N) matrix")
+        return arr
+
+    def read_failures(self) -> list[dict]:
+        if not self.failures.is_file():
+            return []
+        out = []
+        for line in self.failures.read_text().splitlines():
+            line = line.strip()
+            if line:
+                try:
+                    out.append(json.loads(line))
+                except ValueError:
+                    continue  # a torn line from a killed process; the rest stays readable
+        return out
+
+    def append_failure(self, sid: str, stage: str, error: str) -> None:
+        """Append one failure record (a single short ``write`` of one line, O_APPEND)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        line = json.dumps({"sample_id": sid, "stage": stage, "error": error}) + "\n"
+        fd = os.open(self.failures, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            os.write(fd, line.encode())
+        finally:
+            os.close(fd)

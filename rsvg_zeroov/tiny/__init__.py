@@ -1,0 +1,38 @@
+"""Tiny random-weight offline stand-ins for the three frozen models (tests, the bundled demo).
+
+``build_all(root)`` writes ``root/qwen`` (Qwen2.5-VL + tokenizer + processor), ``root/sd`` (a Stable
+Diffusion v1 layout pipeline) and ``root/sam/sam_tiny.pth``; each loads back through the real
+loaders of :mod:`rsvg_zeroov.models.registry`. Seeded: the same bytes on every build.
+The models are random: their outputs mean nothing, only the code paths are exercised.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+SEED = 0
+
+
+def build_all(root: str | os.PathLike) -> Path:
+    """Build the three tiny models under ``root`` (atomically: a half-built folder is never visible)."""
+    from .qwen import build_tiny_qwen
+    from .sam import build_tiny_sam
+    from .sd import build_tiny_sd
+
+    root = Path(root)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
+    try:
+        build_tiny_qwen(tmp / "qwen", seed=SEED)
+        build_tiny_sd(tmp / "sd", seed=SEED)
+        build_tiny_sam(tmp / "sam" / "sam_tiny.pth", seed=SEED)
+        if root.exists():  # another process finished first; keep theirs
+            shutil.rmtree(tmp)
+        else:
+            os.replace(tmp, root)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return root
