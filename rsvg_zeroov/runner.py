@@ -213,3 +213,14 @@ def jsonable(obj):
     if isinstance(obj, Path):
         return str(obj)
     return obj
+
+
+def pick_device(name: str | None = None) -> str:
+    """``--device`` value, else ``cuda:$LOCAL_RANK`` when CUDA is available (one GPU per torchrun process), else cpu."""
+    if name:
+        return name
+    import torch
+
+    if torch.cuda.is_available():
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', 0)) % torch.cuda.device_count()}"
+    return "cpu"
