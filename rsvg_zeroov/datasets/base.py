@@ -88,7 +88,7 @@ def _read_mask_image(path: Path, height: int, width: int) -> np.ndarray:
     try:
         with Image.open(path) as im:
             arr = np.asarray(im)
-    except (UnidentifiedImageError, OSError) as exc:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise DatasetError(f"{path}: unreadable mask image ({exc})") from None
     if arr.ndim == 3:
         arr = arr.max(axis=2)

@@ -1,0 +1,209 @@
+"""Reading annotation files and image headers so that every problem is a DatasetError naming the file.
+
+Shared by all loaders: text/JSON reading, image sizes from the file header (lazy, no decoding),
+box and sample-id validation, and the uniqueness check of sample ids.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+import struct
+from pathlib import Path
+from typing import Any, Iterable
+
+from .base import Box, DatasetError
+
+# A sample id becomes a file name in the run directory (RUN/masks/<sample_id>.png).
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,200}$")
+
+
+def require_file(path: Path, what: str) -> Path:
+    """Return ``path`` if it is a file, else raise DatasetError naming it."""
+    try:
+        ok = path.is_file()
+    except OSError as exc:  # e.g. a name too long for the file system
+        raise DatasetError(f"{path}: {what} cannot be accessed ({exc.strerror})") from None
+    if not ok:
+        raise DatasetError(f"{path}: {what} is missing")
+    return path
+
+
+def read_text(path: Path, what: str = "annotation file") -> str:
+    """The UTF-8 text of ``path`` (a leading BOM is dropped)."""
+    require_file(path, what)
+    try:
+        return path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
+def read_json(path: Path, what: str = "annotation file") -> Any:
+    """Parsed JSON of ``path``; a syntax error names the line and column."""
+    text = read_text(path, what)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DatasetError(f"{path}: invalid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+    except RecursionError:
+        raise DatasetError(f"{path}: invalid JSON (nested too deeply)") from None
+
+
+def expect(cond: bool, path: Path, problem: str) -> None:
+    """Raise DatasetError ``"<path>: <problem>"`` unless ``cond``."""
+    if not cond:
+        raise DatasetError(f"{path}: {problem}")
+
+
+def image_size(path: Path, cache: dict | None = None) -> tuple[int, int]:
+    """``(width, height)`` of the image at ``path`` read from its header (nothing is decoded).
+
+    ``cache`` (path -> size) avoids re-opening an image shared by several samples.
+    """
+    if cache is not None and path in cache:
+        return cache[path]
+    try:
+        size = _png_jpeg_size(path)
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, ValueError):
+        raise DatasetError(f"{path}: image file is missing") from None
+    except OSError as exc:
+        raise DatasetError(f"{path}: image file cannot be read ({exc.strerror})") from None
+    if size is None:  # other formats, or a header the fast path does not understand: ask PIL
+        size = _pil_size(path)
+    if size[0] <= 0 or size[1] <= 0:
+        raise DatasetError(f"{path}: image has zero size {size[0]}x{size[1]}")
+    if cache is not None:
+        cache[path] = size
+    return size
+
+
+def _pil_size(path: Path) -> tuple[int, int]:
+    from PIL import Image, UnidentifiedImageError
+
+    from ..images import MAX_PIXELS
+
+    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+    try:
+        with Image.open(path) as im:
+            return (int(im.width), int(im.height))
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise DatasetError(f"{path}: unreadable image ({exc})") from None
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# JPEG start-of-frame markers (C0-CF except DHT C4, JPG C8, DAC CC) carry the frame size
+_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def _png_jpeg_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) from a PNG IHDR or a JPEG SOF segment, reading a few bytes; None otherwise.
+
+    Several times faster than PIL.Image.open per file (data sets with 16k images); gives the
+    size PIL reports. Anything unexpected returns None so PIL decides.
+    """
+    with open(path, "rb") as f:
+        head = f.read(24)
+        if head[:8] == _PNG_SIGNATURE and head[12:16] == b"IHDR":
+            return struct.unpack(">II", head[16:24])
+        if head[:2] != b"\xff\xd8":
+            return None
+        f.seek(2)
+        for _ in range(1000):  # segments before the frame header
+            if f.read(1) != b"\xff":
+                return None
+            marker = f.read(1)
+            while marker == b"\xff":  # fill bytes
+                marker = f.read(1)
+            if not marker or marker[0] in (0xD8, 0xD9, 0xDA) or 0xD0 <= marker[0] <= 0xD7 or marker[0] == 0x01:
+                return None
+            seg = f.read(7)
+            if len(seg) < 7:
+                return None
+            length = struct.unpack(">H", seg[:2])[0]
+            if marker[0] in _SOF:
+                h, w = struct.unpack(">HH", seg[3:7])
+                return (w, h)
+            if length < 2:
+                return None
+            f.seek(length - 2 - 5, 1)
+    return None
+
+
+def positive_int(value: Any, path: Path, where: str) -> int:
+    """``value`` as an int > 0 (image sizes in annotations)."""
+    ok = isinstance(value, int) and not isinstance(value, bool) and value > 0
+    expect(ok, path, f"{where} must be a positive integer, got {value!r}")
+    return value
+
+
+def image_shape(width: Any, height: Any, path: Path, where: str) -> tuple[int, int]:
+    """Validated ``(width, height)`` from an annotation: positive integers, at most MAX_PIXELS pixels."""
+    from ..images import MAX_PIXELS
+
+    w, h = positive_int(width, path, f"{where} width"), positive_int(height, path, f"{where} height")
+    expect(w * h <= MAX_PIXELS, path, f"{where}: implausible image size {w}x{h} (more than {MAX_PIXELS} pixels)")
+    return w, h
+
+
+def reject_options(options: dict, root: Any, dataset: str) -> None:
+    """Loaders other than RRSIS-D take no options (``--format``, ``--bbox-format``)."""
+    if options:
+        flags = ", ".join("--" + k.replace("_", "-") for k in sorted(options))
+        raise DatasetError(f"{root}: {flags} not supported for --dataset {dataset} (RRSIS-D only)")
+
+
+def number(value: Any, path: Path, where: str) -> float:
+    """A finite number; strings are parsed (XML text). Booleans are refused."""
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            raise DatasetError(f"{path}: {where} is not a number: {value!r}") from None
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if ok:
+        try:
+            ok = math.isfinite(value)
+        except OverflowError:
+            ok = False
+    expect(ok, path, f"{where} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def xyxy_box(values: Any, path: Path, where: str) -> Box:
+    """Validate ``[x1, y1, x2, y2]`` (finite, x2 >= x1, y2 >= y1) and return it as floats."""
+    expect(isinstance(values, (list, tuple)) and len(values) == 4, path,
+           f"{where} must be a list of 4 numbers [x1, y1, x2, y2], got {values!r}")
+    x1, y1, x2, y2 = (number(v, path, where) for v in values)
+    expect(x2 >= x1 and y2 >= y1, path, f"{where} {list(values)!r} is not XYXY (need x2 >= x1 and y2 >= y1)")
+    return (x1, y1, x2, y2)
+
+
+def sample_id(value: Any, path: Path, where: str) -> str:
+    """A filesystem-safe sample id (letters, digits, ``_ . -``; it names files in the run folder)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    ok = isinstance(value, str) and bool(_SAFE_ID.match(value)) and ".." not in value
+    expect(ok, path, f"{where}: sample id {value!r} is not filesystem-safe "
+           "(use letters, digits, '_', '.', '-'; it names files in the run directory)")
+    return value
+
+
+def text(value: Any, path: Path, where: str) -> str:
+    """A non-empty string, stripped."""
+    expect(isinstance(value, str) and value.strip() != "", path,
+           f"{where} must be a non-empty string, got {value!r}")
+    return value.strip()
+
+
+def check_unique(ids: Iterable[str], path: Path) -> None:
+    """Sample ids must be unique within a data set and split (they name output files)."""
+    seen: set[str] = set()
+    for sid in ids:
+        expect(sid not in seen, path, f"duplicate sample id {sid!r}")
+        seen.add(sid)
+
+
+def split_files_present(folder: Path, pattern: str, prefix: str, suffix: str) -> str:
+    """Comma-separated split names of the files matching ``pattern`` in ``folder`` (for messages)."""
+    names = sorted(p.name[len(prefix): len(p.name) - len(suffix)] for p in folder.glob(pattern))
+    return ", ".join(names) if names else "none"
