@@ -1,0 +1,97 @@
+"""Draw the panels of a run and its index page (what ``tools/visualize.py`` calls).
+
+Writes ``RUN/panels/<id>.png`` per sample and ``RUN/index.html``, each atomically. A sample whose
+inputs are missing or bad (overview dump, focus dumps or maps npz, image, masks) is reported on
+stderr with the error naming the file, listed on the page, and skipped; the others are drawn.
+"""
+from __future__ import annotations
+
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from ..evolve.config import EvolveConfig
+from ..rundir import RunDir, atomic_write_bytes
+from .data import gather, load_evolve_config
+from .index import IndexEntry, render_index
+from .panel import render_panel
+
+
+def panel_rel(sid: str) -> str:
+    """A panel's path relative to the run directory (how the index links it)."""
+    return RunDir("").panel_rel(sid)
+
+
+def panel_path(run: RunDir, sid: str) -> Path:
+    return run.panel_png(sid)
+
+
+def index_path(run: RunDir) -> Path:
+    return run.index_html
+
+
+@dataclass(frozen=True)
+class VisualizeReport:
+    """drawn: one entry per panel written (data set order); skipped: (sample id, error message)."""
+
+    drawn: tuple[IndexEntry, ...]
+    skipped: tuple[tuple[str, str], ...]
+    index: Path
+
+
+def draw_sample(run: RunDir, sample, config: EvolveConfig, protocol: str | None) -> IndexEntry:
+    """Gather, render and write one sample's panel; raises ValueError/OSError on bad inputs."""
+    data = gather(run, sample, config, protocol)
+    atomic_write_bytes(panel_path(run, sample.sample_id), render_panel(data))
+    return IndexEntry(sample.sample_id, sample.expression, data.iou, data.iou_kind, panel_rel(sample.sample_id))
+
+
+def _draw_job(job: tuple) -> tuple[IndexEntry | None, str | None]:
+    """(entry, None) for a drawn sample, (None, error naming the file) for a skipped one."""
+    run, sample, config, protocol = job
+    try:
+        return draw_sample(run, sample, config, protocol), None
+    except (ValueError, OSError) as exc:  # a bad input names its file; the rest are drawn
+        return None, str(exc)
+
+
+def _outcomes(jobs: list[tuple], workers: int) -> Iterator[tuple[IndexEntry | None, str | None]]:
+    """:func:`_draw_job` over ``jobs`` in order: in this process (``workers`` <= 1 or one job), else
+    in up to ``workers`` spawned processes (matplotlib drawing is CPU-bound Python)."""
+    workers = min(workers, len(jobs))
+    if workers <= 1:
+        yield from map(_draw_job, jobs)
+        return
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        yield from pool.map(_draw_job, jobs, chunksize=4)
+
+
+def visualize_run(run: RunDir | str | Path, samples: Sequence, *, config: EvolveConfig | None = None,
+                  protocol: str | None = None, title: str | None = None, workers: int = 1,
+                  show_progress: bool = True) -> VisualizeReport:
+    """Draw every sample's panel, then the index page of the drawn ones (worst IoU first).
+
+    config: stage 3 settings for recomputing the soft maps (default: ``RUN/evolve_config.json``,
+    else the paper defaults). protocol: evaluation protocol of the IoU (default zeroov).
+    workers: drawing processes (1 = this process).
+    """
+    from ..runner import progress
+
+    run = run if isinstance(run, RunDir) else RunDir(run)
+    config = config if config is not None else load_evolve_config(run)
+    jobs = [(run, sample, config, protocol) for sample in samples]
+    outcomes = _outcomes(jobs, workers)
+    drawn, skipped = [], []
+    bar = progress(outcomes, len(jobs), "visualize") if show_progress else outcomes
+    for sample, (entry, error) in zip(samples, bar):
+        if entry is not None:
+            drawn.append(entry)
+        else:
+            skipped.append((sample.sample_id, error))
+            print(f"[visualize] skipped {sample.sample_id}: {error}", file=sys.stderr)
+    page = render_index(drawn, skipped, title or f"RSVG-ZeroOV run {run.root}")
+    atomic_write_bytes(index_path(run), page.encode("utf-8"))
+    return VisualizeReport(tuple(drawn), tuple(skipped), index_path(run))
