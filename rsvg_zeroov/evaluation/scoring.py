@@ -1,0 +1,149 @@
+"""Per-sample scores and their aggregates (mIoU, oIoU, Pr@t) under one protocol.
+
+RSREC scores the tight box of the predicted mask against the ground-truth box; RSRES scores the
+masks themselves. A sample without a prediction counts as IoU 0 (:func:`missing_score`): its
+intersection is 0 and its union is the ground truth's area, so it also lowers oIoU.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from .iou import Box, box_area, box_inter_union, mask_inter_union, ratio, resize_nearest, tight_box, to_grid
+from .protocols import SWEEP, Protocol, get_protocol, pr_key
+
+
+@dataclass(frozen=True)
+class SampleScore:
+    """One sample's counts. Box counts are in pixels (or grid cells under ``vrsbench``); mask
+    counts in pixels at the protocol's mask resolution. ``mask_*`` are None for box-only data.
+
+    missing: no prediction at all (IoU 0). empty: a prediction whose mask (or box) is empty.
+    """
+
+    box_inter: float
+    box_union: float
+    box_iou: float
+    mask_inter: int | None = None
+    mask_union: int | None = None
+    mask_iou: float | None = None
+    missing: bool = False
+    empty: bool = False
+
+
+def _box_counts(pbox: Box | None, gt_box: Box | None, protocol: Protocol,
+                size: tuple[int, int] | None) -> tuple[float, float, float]:
+    """(inter, union, iou) of a predicted and a ground-truth box; ``pbox`` None scores IoU 0."""
+    plus_one = protocol.box_convention != "continuous"
+    if protocol.box_grid is not None:
+        if size is None:
+            raise ValueError(f"protocol {protocol.name} maps boxes to a grid: the image size is needed")
+        h, w = size
+        pbox = None if pbox is None else to_grid(pbox, w, h, protocol.box_grid)
+        gt_box = None if gt_box is None else to_grid(gt_box, w, h, protocol.box_grid)
+    if gt_box is None:  # no ground-truth box and an empty ground-truth mask: nothing can overlap
+        return 0.0, (0.0 if pbox is None else box_area(pbox, plus_one)), 0.0
+    if pbox is None:
+        return 0.0, box_area(gt_box, plus_one), 0.0
+    inter, union = box_inter_union(pbox, gt_box, plus_one)
+    return inter, union, ratio(inter, union, protocol.union_eps)
+
+
+def _mask_counts(pred: np.ndarray | None, gt: np.ndarray | None,
+                 protocol: Protocol) -> tuple[int | None, int | None, float | None]:
+    if gt is None:
+        return None, None, None
+    if protocol.mask_size is not None:
+        gt = resize_nearest(gt, protocol.mask_size)
+        pred = None if pred is None else resize_nearest(pred, protocol.mask_size)
+    inter, union = mask_inter_union(pred, gt)
+    return inter, union, ratio(inter, union, protocol.union_eps)
+
+
+def _size(image_size, *masks) -> tuple[int, int] | None:
+    if image_size is not None:
+        return tuple(image_size)  # type: ignore[return-value]
+    for m in masks:
+        if m is not None:
+            return m.shape
+    return None
+
+
+def score_sample(pred_mask: np.ndarray | None, gt_mask: np.ndarray | None, gt_box: Box | None,
+                 protocol: Protocol | str, *, pred_box: Box | None = None,
+                 image_size: tuple[int, int] | None = None) -> SampleScore:
+    """Score one prediction.
+
+    pred_mask: bool (H, W) at the original image size, or None for a box-only prediction
+        (then ``pred_box``, XYXY pixels, is the predicted box; both None = an empty prediction).
+    gt_mask: bool (H, W) or None (box-only data set). gt_box: XYXY pixels, or None (then the
+        inclusive tight box of ``gt_mask``). image_size: (H, W); needed for the ``vrsbench`` grid
+        when no mask is given.
+    An empty prediction gets ``protocol.empty_pred_box`` for RSREC (zeroov: the origin pixel), or IoU 0.
+    """
+    protocol = get_protocol(protocol)
+    size = _size(image_size, pred_mask, gt_mask)
+    if gt_box is None and gt_mask is not None:
+        gt_box = tight_box(gt_mask)
+    pbox = tight_box(pred_mask) if pred_mask is not None else pred_box
+    empty = pbox is None
+    if empty:
+        pbox = protocol.empty_pred_box
+    b_inter, b_union, b_iou = _box_counts(pbox, gt_box, protocol, size)
+    m_inter, m_union, m_iou = _mask_counts(pred_mask, gt_mask, protocol)
+    return SampleScore(b_inter, b_union, b_iou, m_inter, m_union, m_iou, missing=False, empty=empty)
+
+
+def missing_score(gt_mask: np.ndarray | None, gt_box: Box | None, protocol: Protocol | str, *,
+                  image_size: tuple[int, int] | None = None) -> SampleScore:
+    """The score of a sample with no prediction: IoU 0, union = the ground truth's area."""
+    protocol = get_protocol(protocol)
+    size = _size(image_size, gt_mask)
+    if gt_box is None and gt_mask is not None:
+        gt_box = tight_box(gt_mask)
+    b_inter, b_union, _ = _box_counts(None, gt_box, protocol, size)
+    m_inter, m_union, m_iou = _mask_counts(None, gt_mask, protocol)
+    return SampleScore(b_inter, b_union, 0.0, m_inter, m_union, None if m_iou is None else 0.0, missing=True)
+
+
+# ------------------------------------------------------------------------------------ aggregates
+def aggregate(ious: Sequence[float], inters: Sequence[float], unions: Sequence[float],
+              protocol: Protocol | str) -> dict[str, float]:
+    """{"mIoU", "oIoU", "Pr@0.3", ..., "Pr@0.9"} in percent (0 for an empty list)."""
+    protocol = get_protocol(protocol)
+    arr = np.asarray(ious, dtype=np.float64)
+    out = {"mIoU": 100.0 * float(arr.mean()) if arr.size else 0.0,
+           "oIoU": 100.0 * ratio(float(np.sum(inters, dtype=np.float64)), float(np.sum(unions, dtype=np.float64)))}
+    for t in SWEEP:
+        hits = arr >= t if protocol.hit_inclusive else arr > t
+        out[pr_key(t)] = 100.0 * float(hits.mean()) if arr.size else 0.0
+    return out
+
+
+def summarize(scores: Sequence[SampleScore], protocol: Protocol | str) -> dict[str, dict[str, float]]:
+    """{"rsrec": {...}, "rsres": {...}} in percent; "rsres" only when some sample has a mask score.
+
+    RSRES aggregates over the samples that have a ground-truth mask.
+    """
+    out = {"rsrec": aggregate([s.box_iou for s in scores], [s.box_inter for s in scores],
+                              [s.box_union for s in scores], protocol)}
+    masked = [s for s in scores if s.mask_iou is not None]
+    if masked:
+        out["rsres"] = aggregate([s.mask_iou for s in masked], [s.mask_inter for s in masked],
+                                 [s.mask_union for s in masked], protocol)
+    return out
+
+
+def per_category(scores: Sequence[SampleScore], categories: Iterable[str | None],
+                 protocol: Protocol | str) -> dict[str, dict]:
+    """{category: {"n": int, "rsrec": {...}, "rsres"?: {...}}}, sorted by name; {} without categories.
+
+    ``categories`` runs parallel to ``scores``; samples whose category is None are left out.
+    """
+    groups: dict[str, list[SampleScore]] = {}
+    for s, c in zip(scores, categories, strict=True):
+        if c is not None:
+            groups.setdefault(str(c), []).append(s)
+    return {c: {"n": len(g), **summarize(g, protocol)} for c, g in sorted(groups.items())}
