@@ -1,0 +1,14 @@
+"""Stage 1, Overview: Qwen2.5-VL text-to-image attention -> A_C (METHOD.md section 1).
+
+- :mod:`.config`  ``OverviewConfig`` (paper/released defaults) and the prompt template.
+- :mod:`.prompt`  chat messages, qwen_vl_utils preprocessing, image-token span.
+- :mod:`.capture` last-row attention capture at the chosen decoder layers (AttentionInterface).
+- :mod:`.fuse`    min-max layer fusion.
+- :mod:`.model`   ``Overview`` (load once, then call on (image, expression) pairs) -> ``OverviewResult``.
+- :mod:`.stage`   the dataset / single-image driver writing ``RUN/overview/<id>.npy`` + ``.json``.
+
+Importing this package is light (no torch); the model modules import torch when used.
+"""
+from .config import PROMPT_TEMPLATE, OverviewConfig
+
+__all__ = ["OverviewConfig", "PROMPT_TEMPLATE"]

@@ -1,0 +1,83 @@
+"""Stage 1 settings: one frozen object with the paper/released defaults (METHOD.md sections 1 and 4).
+
+Everything the stage does is decided here; CLI flags only override fields they are given.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+# The released grounding prompt, verbatim (note the two spaces after "description.").
+PROMPT_TEMPLATE = ("Locate it according to the following description.  {q} "
+                   "The output format should be like [x1, y1, x2, y2] without any other text.")
+DTYPES = ("float32", "float16", "bfloat16")
+
+
+class LayerError(ValueError):
+    """A configured decoder layer that the loaded model does not have."""
+
+
+@dataclass(frozen=True)
+class OverviewConfig:
+    """How the Overview map A_C is computed.
+
+    layers: 0-based decoder layers whose attention is captured (METHOD: 16, 17, 18, 19).
+    weights: fusion weight of each layer, same order (METHOD: 0.1, 0.1, 0.3, 0.5).
+    max_new_tokens: generation budget (METHOD: 1024).
+    min_new_tokens: None (released) or a fixed lower bound (tests/benchmarks fix the answer length).
+    prompt_template: the user text; ``{q}`` is replaced by the referring expression.
+    max_pixels: qwen_vl_utils ``max_pixels`` for the image; None = the qwen_vl_utils default
+        (16384 * 28 * 28). ``min_pixels`` likewise (None = 4 * 28 * 28).
+    greedy: None = the checkpoint's own generation config (released); True forces greedy
+        decoding (``do_sample=False``); False forces sampling.
+    dtype: "float32" | "float16" | "bfloat16" | None (= bfloat16 on CUDA, float32 on CPU).
+    batch_size: samples per ``generate`` call (left padding; the same maps as one by one).
+    model: registry key, hub id or local folder (None = the registry default, Qwen2.5-VL-7B).
+    """
+
+    layers: tuple[int, ...] = (16, 17, 18, 19)
+    weights: tuple[float, ...] = (0.1, 0.1, 0.3, 0.5)
+    max_new_tokens: int = 1024
+    min_new_tokens: int | None = None
+    prompt_template: str = PROMPT_TEMPLATE
+    max_pixels: int | None = None
+    min_pixels: int | None = None
+    greedy: bool | None = None
+    dtype: str | None = None
+    batch_size: int = 1
+    model: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "layers", tuple(int(v) for v in self.layers))
+        object.__setattr__(self, "weights", tuple(float(v) for v in self.weights))
+        if not self.layers:
+            raise ValueError("OverviewConfig.layers is empty; give at least one decoder layer (e.g. 16,17,18,19)")
+        if len(set(self.layers)) != len(self.layers) or min(self.layers) < 0:
+            raise ValueError(f"OverviewConfig.layers={self.layers}: layers must be distinct and >= 0")
+        if len(self.weights) != len(self.layers):
+            raise ValueError(f"OverviewConfig: {len(self.layers)} layers {self.layers} but {len(self.weights)} "
+                             f"weights {self.weights}; give one weight per layer")
+        if self.max_new_tokens < 1 or (self.min_new_tokens is not None and
+                                       not 0 <= self.min_new_tokens <= self.max_new_tokens):
+            raise ValueError(f"OverviewConfig: need max_new_tokens >= 1 and 0 <= min_new_tokens <= max_new_tokens, "
+                             f"got {self.max_new_tokens} / {self.min_new_tokens}")
+        if "{q}" not in self.prompt_template:
+            raise ValueError("OverviewConfig.prompt_template must contain '{q}' (the referring expression)")
+        if self.dtype is not None and self.dtype not in DTYPES:
+            raise ValueError(f"OverviewConfig.dtype={self.dtype!r}; choose from {', '.join(DTYPES)}")
+        if self.batch_size < 1:
+            raise ValueError(f"OverviewConfig.batch_size={self.batch_size}; must be >= 1")
+
+    def prompt(self, expression: str) -> str:
+        """The user text for one referring expression."""
+        return self.prompt_template.replace("{q}", expression)
+
+    def check_layers(self, num_layers: int) -> None:
+        """Raise if a configured layer does not exist in a model with ``num_layers`` decoder layers."""
+        bad = [layer for layer in self.layers if layer >= num_layers]
+        if bad:
+            raise LayerError(f"overview layers {bad} do not exist: the model has {num_layers} decoder layers "
+                             f"(0..{num_layers - 1}); pass --layers within that range")
+
+    def override(self, **changes) -> "OverviewConfig":
+        """A copy with the non-None ``changes`` applied (CLI flags default to None)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})

@@ -1,0 +1,164 @@
+"""The Overview model: load Qwen2.5-VL once, then map many (image, expression) pairs to A_C.
+
+Two tiers (as SAM's predictor): ``Overview(config, device).load()`` once, then
+``overview([(rgb, expression), ...])`` -> list of :class:`OverviewResult`, batched by
+``config.batch_size`` with left padding. Used by the stage driver and by one-process pipelines.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from .capture import capture_last_row
+from .config import OverviewConfig
+from .fuse import fuse, stack_dump
+from .prompt import PreparedBatch, prepare_batch
+
+
+@dataclass(frozen=True)
+class OverviewResult:
+    """Stage 1 output for one (image, expression).
+
+    fused: float32 (gh, gw) A_C = sum_l w_l minmax(a_l), values in [0, sum(weights)].
+    per_layer: float32 (n_layers, gh, gw) raw a_l (mean attention probability, not renormalised),
+        in config.layers order. Cell (i, j) covers image pixels of the resized image
+        ``[28 i, 28 (i+1)) x [28 j, 28 (j+1))`` (rows = y).
+    grid: (gh, gw) merged-token grid. image_size: (W, H) original pixels. resized_size: (W', H')
+        pixels seen by the vision tower (multiples of 28).
+    answer: decoded generated text (special tokens removed). token_ids: generated ids up to and
+        including the first EOS. prompt: user text; chat_prompt: chat-templated text.
+    """
+
+    fused: np.ndarray
+    per_layer: np.ndarray
+    answer: str
+    prompt: str
+    chat_prompt: str
+    grid: tuple[int, int]
+    image_size: tuple[int, int]
+    resized_size: tuple[int, int]
+    token_ids: tuple[int, ...]
+
+    def dump(self) -> np.ndarray:
+        """float32 (1 + n_layers, gh, gw): [0] = A_C, [1:] = a_l (the RUN/overview/<id>.npy layout)."""
+        return stack_dump(self.fused, self.per_layer)
+
+
+def resolve_dtype(name: str | None, device: str):
+    import torch
+
+    if name is None:
+        return torch.bfloat16 if str(device).startswith("cuda") else torch.float32
+    return getattr(torch, name)
+
+
+class Overview:
+    """Qwen2.5-VL with last-row attention capture at ``config.layers``. Call :meth:`load` first."""
+
+    def __init__(self, config: OverviewConfig | None = None, device: str = "cpu"):
+        self.config = config or OverviewConfig()
+        self.device = str(device)
+        self.model = self.processor = self.ref = None
+
+    def load(self) -> "Overview":
+        """Load model + processor through the registry (sdpa everywhere); check the layers exist."""
+        from ..models.registry import load_qwen
+
+        dtype = resolve_dtype(self.config.dtype, self.device)
+        self.model, self.processor, self.ref = load_qwen(self.config.model, dtype=dtype, device=self.device)
+        self.config.check_layers(self.model.config.text_config.num_hidden_layers)
+        return self
+
+    @property
+    def dtype_name(self) -> str:
+        return str(self._require().dtype).removeprefix("torch.")
+
+    def _require(self):
+        if self.model is None:
+            raise RuntimeError("Overview model is not loaded: call Overview(config, device).load() first")
+        return self.model
+
+    def generation_config(self):
+        """The checkpoint's generation config with this run's overrides (what ``generate`` gets)."""
+        gc = copy.deepcopy(self._require().generation_config)
+        gc.max_new_tokens = self.config.max_new_tokens
+        if self.config.min_new_tokens is not None:
+            gc.min_new_tokens = self.config.min_new_tokens
+        if self.config.greedy is True:
+            gc.do_sample, gc.temperature, gc.top_p, gc.top_k = False, None, None, None
+        elif self.config.greedy is False:
+            gc.do_sample = True
+        return gc
+
+    def eos_ids(self, gc=None) -> list[int]:
+        eos = (gc or self.generation_config()).eos_token_id
+        return [] if eos is None else [int(eos)] if isinstance(eos, int) else [int(e) for e in eos]
+
+    def prepare(self, items: Sequence[tuple[np.ndarray, str]]) -> PreparedBatch:
+        self._require()
+        return prepare_batch(self.processor, items, self.config)
+
+    def generate_ids(self, batch: PreparedBatch, capture: bool = True):
+        """Run ``generate`` on a prepared batch -> (sequences (B, L + T) on CPU, recorder or None)."""
+        import torch
+
+        model = self._require()
+        inputs = batch.inputs.to(model.device)
+        gc = self.generation_config()
+        with torch.inference_mode():
+            if not capture:
+                return model.generate(**inputs, generation_config=gc).cpu(), None
+            with capture_last_row(model, self.config.layers, self.eos_ids(gc)) as recorder:
+                sequences = model.generate(**inputs, generation_config=gc)
+        return sequences.cpu(), recorder
+
+    def __call__(self, items: Sequence[tuple[np.ndarray, str]]) -> list[OverviewResult]:
+        """[(uint8 RGB (H, W, 3), expression), ...] -> one :class:`OverviewResult` per item, in order."""
+        out: list[OverviewResult] = []
+        size = self.config.batch_size
+        for i in range(0, len(items), size):
+            out.extend(self._run_batch(items[i:i + size]))
+        return out
+
+    def _run_batch(self, items) -> list[OverviewResult]:
+        return self.run(self.prepare(items))
+
+    def run(self, batch: PreparedBatch) -> list[OverviewResult]:
+        """Generate with capture on a prepared batch and read each row's maps back."""
+        sequences, recorder = self.generate_ids(batch, capture=True)
+        maps = {layer: m.float().cpu().numpy() for layer, m in recorder.mean_maps().items()}
+        steps = recorder.steps.cpu().numpy()
+        eos = set(self.eos_ids())
+        results = []
+        for b in range(len(batch.prompts)):
+            tokens = _until_eos(sequences[b, batch.prompt_len:].tolist(), eos)
+            assert int(steps[b]) == len(tokens), (steps[b], len(tokens))  # one counted step per generated token
+            (start, end), (gh, gw) = batch.spans[b], batch.grids[b]
+            per_layer = np.stack([maps[layer][b, start:end].reshape(gh, gw) for layer in self.config.layers])
+            per_layer = per_layer.astype(np.float32)
+            results.append(OverviewResult(
+                fused=fuse(per_layer, self.config.weights), per_layer=per_layer,
+                answer=self.processor.decode(tokens, skip_special_tokens=True),
+                prompt=batch.prompts[b], chat_prompt=batch.chat_texts[b], grid=(gh, gw),
+                image_size=batch.image_sizes[b], resized_size=batch.resized[b], token_ids=tuple(tokens)))
+        return results
+
+    def settings(self) -> dict:
+        """Everything that decides the maps, for configs and sidecars (JSON types)."""
+        from ..runner import jsonable
+
+        gc = self.generation_config()
+        return {"config": jsonable(self.config), "model": self.ref.source if self.ref else self.config.model,
+                "model_key": self.ref.key if self.ref else None, "dtype": self.dtype_name,
+                "generation": gc.to_diff_dict() if hasattr(gc, "to_diff_dict") else gc.to_dict()}
+
+
+def _until_eos(tokens: list[int], eos: set[int]) -> list[int]:
+    """Generated ids up to and including the first EOS (what a batch-1 ``generate`` returns)."""
+    for i, t in enumerate(tokens):
+        if t in eos:
+            return tokens[: i + 1]
+    return tokens
