@@ -72,18 +72,32 @@ def parse_shard(spec: str | None) -> tuple[int, int]:
 
 def load_run_samples(args: argparse.Namespace) -> list:
     """All samples of the run (after --limit), before sharding. Exits 2 on a malformed data set."""
+    import dataclasses
+
     from .datasets import DatasetError, load_samples
+    from .datasets.files import deferred_image_errors
 
     if not args.root:
         raise SystemExit("error: --root is required with --dataset")
     try:
-        samples = load_samples(args.dataset, args.root, args.split, **dataset_options(args))
+        with deferred_image_errors() as bad_images:
+            samples = load_samples(args.dataset, args.root, args.split, **dataset_options(args))
     except DatasetError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     if args.limit is not None:
         samples = samples[: max(args.limit, 0)]
-    return samples
+    # A damaged image fails its own samples (recorded by run_stage), not the whole run.
+    return [dataclasses.replace(s, extra=s.extra + ((IMAGE_ERROR, bad_images[Path(s.image_path)]),))
+            if Path(s.image_path) in bad_images else s for s in samples]
+
+
+IMAGE_ERROR = "image_error"
+
+
+def image_error(sample) -> str | None:
+    """The problem with a sample's image found while loading the data set, or None."""
+    return dict(getattr(sample, "extra", ())).get(IMAGE_ERROR)
 
 
 def shard(samples: Sequence, rank: int, world: int) -> list:
@@ -148,8 +162,13 @@ def run_stage(stage: str, run: RunDir, samples: Sequence, is_done: Callable, pro
     todo = [s for s in samples if not is_done(s)]
     skipped = len(samples) - len(todo)
     failed = 0
+    for s in [s for s in todo if image_error(s)]:
+        failed += 1
+        record_failure(run, s.sample_id, stage, ValueError(image_error(s)))
+    todo = [s for s in todo if not image_error(s)]
     batches = [todo[i:i + batch_size] for i in range(0, len(todo), max(batch_size, 1))]
     bar = progress(range(len(todo)), len(todo), desc or stage)
+    total_failed_before = failed
     for batch in batches:
         try:
             process(batch)
@@ -163,18 +182,27 @@ def run_stage(stage: str, run: RunDir, samples: Sequence, is_done: Callable, pro
                 except Exception as exc:  # noqa: BLE001 - recorded per sample, run continues
                     failed += 1
                     record_failure(run, s.sample_id, stage, exc)
+                    _free_device_memory()
                     if os.environ.get("RSVG_ZEROOV_TRACEBACK"):
                         traceback.print_exc()
         bar.update(len(batch))
     bar.close()
     by_id = {s.sample_id: s for s in samples}
     prune_failures(run, stage, lambda sid: sid in by_id and is_done(by_id[sid]))
-    report = StageReport(len(samples), skipped, len(todo) - failed, failed, time.perf_counter() - t0)
+    report = StageReport(len(samples), skipped, len(todo) - (failed - total_failed_before), failed,
+                         time.perf_counter() - t0)
     print(f"[{stage}] {report.done} done, {report.skipped} already done (resumed), "
           f"{report.failed} failed, {report.seconds:.1f}s -> {run.root}", file=sys.stderr)
     if failed:
         print(f"[{stage}] failures recorded in {run.failures}", file=sys.stderr)
     return report
+
+
+def _free_device_memory() -> None:
+    """After a failed sample (e.g. CUDA out of memory), give cached GPU memory back before the next."""
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def write_config(run: RunDir, stage: str, config: dict, rank: int = 0) -> None:

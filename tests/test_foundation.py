@@ -147,3 +147,42 @@ def test_missing_model_cli_message_is_one_line(tmp_path):
             "try:\n registry.load_sd(%r)\nexcept registry.ModelNotFound as e:\n print('MSG', e)" % str(tmp_path / "sd"))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.startswith("MSG model path") and "Traceback" not in out.stderr
+
+
+def test_damaged_image_fails_its_sample_not_the_run(tmp_path):
+    import argparse
+
+    Image.fromarray(np.zeros((8, 6, 3), np.uint8)).save(tmp_path / "ok.png")
+    (tmp_path / "zero.png").write_bytes(b"")
+    (tmp_path / "data.jsonl").write_text(
+        json.dumps({"id": "a", "image": "ok.png", "expression": "x"}) + "\n"
+        + json.dumps({"id": "b", "image": "zero.png", "expression": "y"}) + "\n")
+    args = argparse.Namespace(dataset="jsonl", root=str(tmp_path / "data.jsonl"), split="test", limit=None,
+                              format=None, bbox_format=None)
+    samples = runner.load_run_samples(args)
+    assert [runner.image_error(s) is None for s in samples] == [True, False]
+    run = RunDir(tmp_path / "run")
+    seen = []
+    rep = runner.run_stage("t", run, samples, lambda s: False, lambda b: seen.extend(s.sample_id for s in b))
+    assert seen == ["a"] and rep.failed == 1 and rep.done == 1
+    assert run.read_failures()[0]["sample_id"] == "b" and "zero.png" in run.read_failures()[0]["error"]
+    # the listing CLI stays strict
+    from rsvg_zeroov.datasets import DatasetError, load_samples
+
+    with pytest.raises(DatasetError, match="zero.png"):
+        load_samples("jsonl", tmp_path / "data.jsonl", "test")
+
+
+def test_out_of_memory_on_one_sample_is_recorded_and_the_run_goes_on(tmp_path):
+    torch = pytest.importorskip("torch")
+    run = RunDir(tmp_path)
+    done = []
+
+    def process(batch):
+        if batch[0].sample_id == "big":
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        done.append(batch[0].sample_id)
+
+    rep = runner.run_stage("focus", run, [_S("a"), _S("big"), _S("c")], lambda s: False, process)
+    assert done == ["a", "c"] and rep.failed == 1
+    assert "OutOfMemoryError" in run.read_failures()[0]["error"]

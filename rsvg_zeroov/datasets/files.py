@@ -9,10 +9,31 @@ import json
 import math
 import re
 import struct
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from .base import Box, DatasetError
+
+# When set (see deferred_image_errors), an unreadable image header does not fail the whole data set:
+# its size is reported as (0, 0) and the problem is kept here by path, for the stage to record.
+_DEFERRED: ContextVar[dict | None] = ContextVar("deferred_image_errors", default=None)
+
+
+@contextmanager
+def deferred_image_errors() -> Iterator[dict]:
+    """Inside the block, a missing/unreadable/empty image gives size (0, 0) instead of a DatasetError.
+
+    Yields the dict ``{path: problem}`` filled while loading. Stage runs use this so one damaged
+    image becomes one recorded failure; the listing CLI stays strict.
+    """
+    problems: dict = {}
+    token = _DEFERRED.set(problems)
+    try:
+        yield problems
+    finally:
+        _DEFERRED.reset(token)
 
 # A sample id becomes a file name in the run directory (RUN/masks/<sample_id>.png).
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,200}$")
@@ -62,6 +83,17 @@ def image_size(path: Path, cache: dict | None = None) -> tuple[int, int]:
     """
     if cache is not None and path in cache:
         return cache[path]
+    deferred = _DEFERRED.get()
+    if deferred is None:
+        return _image_size(path, cache)
+    try:
+        return _image_size(path, cache)
+    except DatasetError as exc:
+        deferred[Path(path)] = str(exc)
+        return (0, 0)
+
+
+def _image_size(path: Path, cache: dict | None) -> tuple[int, int]:
     try:
         size = _png_jpeg_size(path)
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError, ValueError):
