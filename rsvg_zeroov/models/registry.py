@@ -114,7 +114,7 @@ def load_qwen(name: str | None = None, dtype=None, device=None):
 
 
 def load_sd(name: str | None = None, dtype=None, device=None):
-    """Load the Stable Diffusion components (vae, unet, text_encoder, tokenizer) and a METHOD DDIM scheduler."""
+    """Load the Stable Diffusion components (vae, unet, text_encoder, tokenizer); stage 2 builds its own METHOD DDIM schedule."""
     import torch
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
@@ -148,8 +148,13 @@ class SDComponents:
 
 def resolve_sam(checkpoint: str | None, sam_type: str | None = None) -> tuple[str, Path]:
     """(sam_type, checkpoint path). ``checkpoint`` may be None (-> sam_checkpoint/<official name>) or 'tiny'."""
-    if checkpoint == TINY or sam_type == TINY:
+    if checkpoint == TINY or (sam_type == TINY and not checkpoint):
         return TINY, ensure_tiny("sam")
+    if sam_type == TINY:  # an explicit tiny checkpoint file (e.g. written by rsvg_zeroov.tiny.sam)
+        if not Path(checkpoint).is_file():
+            raise ModelNotFound(f"tiny SAM checkpoint {checkpoint} not found; write one with "
+                                f"`python -m rsvg_zeroov.tiny` or pass --sam-checkpoint tiny")
+        return TINY, Path(checkpoint)
     sam_type = sam_type or DEFAULT_SAM
     if sam_type not in SAM_CHECKPOINTS:
         raise ModelNotFound(f"unknown SAM type {sam_type!r}; choose from {', '.join(SAM_CHECKPOINTS)}, tiny")

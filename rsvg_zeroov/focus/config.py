@@ -1,0 +1,112 @@
+"""Stage 2 settings: one frozen object with the paper/released defaults (METHOD.md sections 2 and 4).
+
+Everything the Focus stage does is decided here; CLI flags only override the fields they are given.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+INVERSIONS = ("nulltext", "ddim", "noise")
+DTYPES = ("float32", "float16", "bfloat16")
+STORAGE_DTYPES = ("float16", "float32")
+ACCUMULATE = ("running", "host_list")
+RESIZE = ("bicubic", "bilinear", "lanczos", "nearest")
+
+
+@dataclass(frozen=True)
+class FocusConfig:
+    """How the Focus maps S_r are computed.
+
+    model: registry key, hub id or local folder (None = the registry default, SD v1.4).
+    image_size: the image is resized to image_size x image_size, aspect ratio ignored (METHOD: 512,
+        so the latent is 64x64 and self-attention exists at r = 64, 32, 16, 8). ``resize`` is the
+        PIL filter (bicubic: PIL's default for ``Image.resize``).
+    num_steps: DDIM steps of inversion, optimisation and re-denoising (METHOD: 20 -> 950, ..., 0).
+    guidance: classifier-free guidance scale (METHOD: 7.5).
+    beta_start, beta_end, num_train_timesteps: the scaled-linear DDIM schedule (METHOD: 0.00085,
+        0.012, 1000; clip_sample False, set_alpha_to_one False, steps_offset 0 are fixed).
+    inversion: "nulltext" (METHOD: DDIM inversion + null-text optimisation), "ddim" (inversion only;
+        the unconditional embedding stays the empty prompt's) or "noise" (one noised forward at
+        ``noise_timestep`` with seeded Gaussian noise; ``seed``). The last two are cheaper,
+        beyond the paper, and recorded in meta.json.
+    inner_steps: at most this many Adam steps per timestep (METHOD: 10).
+    lr, lr_decay: Adam learning rate at step i is ``lr * (1 - i / lr_decay)`` (METHOD: 1e-2, 100).
+    early_stop, early_stop_slope: stop the inner loop of step i when the loss is below
+        ``early_stop + i * early_stop_slope`` (METHOD: 1e-5, 2e-5).
+    max_tokens: prompts longer than this many CLIP tokens are chunked (METHOD: 75).
+    save_full_64: also save ``self_64.npy`` (64, 64, 4096) (32 MB in float16).
+    save_self_16: also save ``self_16.npy`` (16, 16, 256) and its two 16->32 reductions.
+    save_cross: also save cross-attention ``cross_<r>.npy`` (r, r, 77) of every captured resolution.
+    dtype: model dtype "float32" | "float16" | "bfloat16" | None (= float32: the released ran in
+        float32, and null-text gradients underflow in float16 without loss scaling).
+    storage_dtype: dtype of the saved maps (float16 default: 6 MB per sample; recorded in meta.json).
+    batch_size: samples per UNet call in every phase (each keeps its own null-text embeddings and
+        its own early stopping; results equal batch 1 within 1e-4).
+    accumulate: "running" (running sums on the device, default) or "host_list" (the released
+        approach: every map copied to the host, averaged at the end; for tests and benchmarks).
+    """
+
+    model: str | None = None
+    image_size: int = 512
+    resize: str = "bicubic"
+    num_steps: int = 20
+    guidance: float = 7.5
+    beta_start: float = 0.00085
+    beta_end: float = 0.012
+    num_train_timesteps: int = 1000
+    inversion: str = "nulltext"
+    noise_timestep: int = 100
+    seed: int = 0
+    inner_steps: int = 10
+    lr: float = 1e-2
+    lr_decay: float = 100.0
+    early_stop: float = 1e-5
+    early_stop_slope: float = 2e-5
+    max_tokens: int = 75
+    save_full_64: bool = False
+    save_self_16: bool = False
+    save_cross: bool = False
+    dtype: str | None = None
+    storage_dtype: str = "float16"
+    batch_size: int = 1
+    accumulate: str = "running"
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.inversion in INVERSIONS, f"inversion={self.inversion!r}; choose from {', '.join(INVERSIONS)}"),
+            (self.dtype is None or self.dtype in DTYPES, f"dtype={self.dtype!r}; choose from {', '.join(DTYPES)}"),
+            (self.storage_dtype in STORAGE_DTYPES,
+             f"storage_dtype={self.storage_dtype!r}; choose from {', '.join(STORAGE_DTYPES)}"),
+            (self.accumulate in ACCUMULATE, f"accumulate={self.accumulate!r}; choose from {', '.join(ACCUMULATE)}"),
+            (self.resize in RESIZE, f"resize={self.resize!r}; choose from {', '.join(RESIZE)}"),
+            (self.image_size >= 64 and self.image_size % 64 == 0,
+             f"image_size={self.image_size}; must be a positive multiple of 64 (METHOD: 512)"),
+            (1 <= self.num_steps <= self.num_train_timesteps,
+             f"num_steps={self.num_steps}; must be in 1..{self.num_train_timesteps} (METHOD: 20)"),
+            (0 <= self.noise_timestep < self.num_train_timesteps,
+             f"noise_timestep={self.noise_timestep}; must be in 0..{self.num_train_timesteps - 1}"),
+            (self.inner_steps >= 0, f"inner_steps={self.inner_steps}; must be >= 0 (METHOD: 10)"),
+            (self.batch_size >= 1, f"batch_size={self.batch_size}; must be >= 1"),
+            (1 <= self.max_tokens <= 75, f"max_tokens={self.max_tokens}; must be in 1..75 (CLIP: 77 with BOS/EOS)"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ValueError(f"FocusConfig.{msg}")
+
+    @property
+    def self_resolutions(self) -> tuple[int, ...]:
+        """Resolutions r whose self-attention is captured: 32 and 64, plus 16 on request."""
+        return (16, 32, 64) if self.save_self_16 else (32, 64)
+
+    @property
+    def cross_resolutions(self) -> tuple[int, ...]:
+        return self.self_resolutions if self.save_cross else ()
+
+    def torch_dtype(self):
+        import torch
+
+        return getattr(torch, self.dtype or "float32")
+
+    def override(self, **changes) -> "FocusConfig":
+        """A copy with the non-None ``changes`` applied (CLI flags default to None)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
