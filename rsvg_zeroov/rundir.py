@@ -85,8 +85,8 @@ def save_png(path: str | os.PathLike, image: np.ndarray) -> None:
 def save_mask_png(path: str | os.PathLike, mask: np.ndarray) -> None:
     """A bool (H, W) mask as the 8-bit grayscale 0/255 PNG of ``RUN/masks/``.
 
-    Written directly (filter type 0, zlib level 1): ~1 ms for 800 x 800 against ~5 ms for PIL's or
-    OpenCV's adaptive filtering; any PNG reader decodes it to the same uint8 0/255 pixels.
+    Written directly (filter type 0, zlib level 1 run-length): ~1 ms for 800 x 800 against ~5 ms
+    for PIL's or OpenCV's adaptive filtering; any PNG reader decodes it to the same uint8 0/255 pixels.
     """
     import struct
     import zlib
@@ -96,14 +96,22 @@ def save_mask_png(path: str | os.PathLike, mask: np.ndarray) -> None:
         raise ValueError(f"{path}: a mask must be a non-empty 2-D (H, W) array, got shape {mask.shape}")
     h, w = mask.shape
     rows = np.zeros((h, w + 1), dtype=np.uint8)  # each scanline: filter byte 0, then the pixels
-    np.multiply(mask != 0, 255, out=rows[:, 1:], dtype=np.uint8)
+    np.multiply(mask if mask.dtype == bool else mask != 0, 255, out=rows[:, 1:], dtype=np.uint8)
 
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
     data = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(rows.data, 1)) + chunk(b"IEND", b""))
+            + chunk(b"IDAT", _deflate_rle(rows.data)) + chunk(b"IEND", b""))
     atomic_write_bytes(path, data)
+
+
+def _deflate_rle(data) -> bytes:
+    """zlib stream of ``data`` with the run-length strategy (masks are long runs: 3x smaller)."""
+    import zlib
+
+    comp = zlib.compressobj(1, zlib.DEFLATED, 15, 9, zlib.Z_RLE)
+    return comp.compress(data) + comp.flush()
 
 
 # --------------------------------------------------------------------------------------- reading

@@ -1,0 +1,156 @@
+"""Benchmark of stage 3 without SAM on 800 x 800 images (issue 8: >= 200 samples/s after start-up).
+
+    python bench/bench_evolve.py [--n 600] [--size 800] [--dtype float16] [--repeats 3] [--workers W]
+
+Writes synthetic stage 1/2 dumps for N samples first (29 x 29 VLM maps, row-stochastic
+1024 x 1024 self-attention matrices), then times the real stage (``EvolveStage`` under
+``runner.run_stage``: resume check, loading, evolving, PNG + record writing, then
+``predictions.jsonl``) into a fresh output folder per repeat. Reports the median samples/s and
+the wall / CPU split between loading, evolving and writing; rewrites ``bench/results_evolve.md``.
+The dumps are in the page cache (just written): a cold disk adds its read time (4 MB per sample
+in float16, 8 MB in float32, for the default resolutions 32 + 64).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from rsvg_zeroov.datasets.base import Sample  # noqa: E402
+from rsvg_zeroov.evolve.config import EvolveConfig  # noqa: E402
+from rsvg_zeroov.evolve.stage import EvolveStage  # noqa: E402
+from rsvg_zeroov.rundir import FOCUS_64TO32, FOCUS_SELF_32, RunDir, save_json, save_npy  # noqa: E402
+
+
+def synthetic_s(rng: np.random.Generator) -> np.ndarray:
+    """A row-stochastic (1024, 1024) matrix with local structure (attention to nearby positions)."""
+    yx = np.stack(np.meshgrid(np.arange(32), np.arange(32), indexing="ij"), -1).reshape(-1, 2)
+    d2 = ((yx[:, None, :] - yx[None, :, :]) ** 2).sum(-1)
+    s = np.exp(-d2 / rng.uniform(4, 30)) + rng.uniform(0, 1e-3, d2.shape)
+    return (s / s.sum(1, keepdims=True)).astype(np.float32)
+
+
+def synthetic_a_c(rng: np.random.Generator, grid: int = 29) -> np.ndarray:
+    cy, cx = rng.uniform(4, grid - 4, 2)
+    yy, xx = np.mgrid[:grid, :grid]
+    blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / rng.uniform(4, 20))
+    return (blob + rng.uniform(0, 0.1, blob.shape)).astype(np.float32)
+
+
+def write_dumps(run: RunDir, n: int, size: int, dtype: str, seed: int = 0) -> list[Sample]:
+    rng = np.random.default_rng(seed)
+    bases = [synthetic_s(rng).astype(dtype) for _ in range(4)]
+    samples = []
+    for i in range(n):
+        sid = f"s{i:05d}"
+        a_c = synthetic_a_c(rng)
+        save_npy(run.overview_npy(sid), np.repeat(a_c[None], 5, axis=0))
+        save_json(run.overview_json(sid), {"grid": [29, 29], "layers": [16, 17, 18, 19], "weights": [0.1, 0.1, 0.3, 0.5]})
+        save_npy(run.focus_file(sid, FOCUS_SELF_32), bases[i % 4].reshape(32, 32, 1024))
+        save_npy(run.focus_file(sid, FOCUS_64TO32["released"]), bases[(i + 1) % 4])
+        # five expressions per image, as in RRSIS-D-like data
+        samples.append(Sample(sid, Path(f"images/{i // 5:05d}.jpg"), "synthetic", size, size))
+    return samples
+
+
+def one_repeat(run: RunDir, samples: list[Sample], workers: int | None) -> dict:
+    for sub in ("masks", "evolve"):
+        shutil.rmtree(run.root / sub, ignore_errors=True)
+    (run.root / "predictions.jsonl").unlink(missing_ok=True)
+    stage = EvolveStage(run, EvolveConfig(sam=False), workers=workers)
+    os.environ["TQDM_DISABLE"] = "1"
+    t0, c0 = time.perf_counter(), time.process_time()
+    report = stage.run_samples(samples, batch_size=32)
+    t1, c1 = time.perf_counter(), time.process_time()
+    stage.close()
+    lines = stage.finalize(samples)
+    t2 = time.perf_counter()
+    assert report.done == len(samples) and lines == len(samples), (report, lines)
+    return {"seconds": t1 - t0, "finalize": t2 - t1, "rate": len(samples) / (t1 - t0),
+            "cpu_ms": 1e3 * (c1 - c0) / len(samples),
+            "phases": dict(stage.timer.seconds), "cpu": dict(stage.timer.cpu_seconds), "workers": stage.workers}
+
+
+def machine() -> str:
+    cpu = platform.processor() or "cpu"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} logical CPUs, Python {platform.python_version()}, NumPy {np.__version__}"
+
+
+def render(args, results: list[dict], command: str) -> str:
+    rates = [r["rate"] for r in results]
+    med = statistics.median_low(rates)
+    best = results[rates.index(med)]
+    n = args.n
+    split = ["| phase | wall ms/sample (summed over threads) | CPU ms/sample | CPU share |", "|---|---|---|---|"]
+    cpu_total = sum(best["cpu"].values()) or 1.0
+    for k, v in best["phases"].items():
+        if v:
+            c = best["cpu"][k]
+            split.append(f"| {k} | {1e3 * v / n:.2f} | {1e3 * c / n:.2f} | {100 * c / cpu_total:.0f}% |")
+    lines = [
+        "# Stage 3 (evolve, no SAM) benchmark", "",
+        f"- machine: {machine()}; load average before / after: {args.load_before} / "
+        f"{' '.join(f'{v:.1f}' for v in os.getloadavg())} (other jobs share the cores)",
+        f"- command: `{command}`",
+        f"- {args.n} samples, {args.size}x{args.size} images, dumps {args.dtype} (page cache warm), "
+        f"resolutions 32+64, {best['workers']} worker threads, {args.repeats} repeats", "",
+        "| repeat | wall s (load+evolve+write) | samples/s | CPU ms/sample (all threads) | predictions.jsonl s |",
+        "|---|---|---|---|---|",
+    ]
+    for i, r in enumerate(results):
+        lines.append(f"| {i + 1} | {r['seconds']:.2f} | {r['rate']:.0f} | {r['cpu_ms']:.1f} | {r['finalize']:.2f} |")
+    lines += ["", f"**median: {med:.0f} samples/s** (3,481 RRSIS-D test samples: {3481 / med:.1f} s)", "",
+              "Time split of the median repeat (wall includes fsync and CPU waits):", "", *split, ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--n", type=int, default=600)
+    p.add_argument("--size", type=int, default=800)
+    p.add_argument("--dtype", choices=("float16", "float32"), default="float16")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--dir", default=None, help="scratch folder (default: a temp folder under outputs/, "
+                   "where runs live, removed after; file creation costs differ between file systems)")
+    p.add_argument("--out", default=str(REPO / "bench" / "results_evolve.md"))
+    args = p.parse_args()
+    args.load_before = " ".join(f"{v:.1f}" for v in os.getloadavg())
+    (REPO / "outputs").mkdir(exist_ok=True)
+    scratch = Path(args.dir or tempfile.mkdtemp(prefix=".bench_evolve_", dir=REPO / "outputs"))
+    try:
+        run = RunDir(scratch / "run")
+        t0 = time.perf_counter()
+        samples = write_dumps(run, args.n, args.size, args.dtype)
+        print(f"wrote dumps for {args.n} samples in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
+        import torch  # noqa: F401 - start-up: the stage imports torch (float16 casts), not timed
+
+        results = [one_repeat(run, samples, args.workers) for _ in range(args.repeats)]
+    finally:
+        if args.dir is None:
+            shutil.rmtree(scratch, ignore_errors=True)
+    md = render(args, results, "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]))
+    print(md)
+    Path(args.out).write_text(md)
+
+
+if __name__ == "__main__":
+    main()

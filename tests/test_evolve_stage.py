@@ -1,0 +1,177 @@
+"""The stage 3 driver on crafted dumps: masks, boxes, records, resume, failures, SAM, shards."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from evolve_helpers import CRAFTED, cli, make_crafted_run, read_jsonl, read_mask, write_focus
+from rsvg_zeroov.rundir import FOCUS_16TO32, FOCUS_64TO32, save_npy
+
+IDS = [s["id"] for s in CRAFTED]
+
+
+@pytest.fixture
+def crafted(tmp_path):
+    return make_crafted_run(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def tiny_sam(tmp_path_factory):
+    """Only the tiny SAM, written where registry.ensure_tiny("sam") looks (no other tiny model built)."""
+    from rsvg_zeroov.tiny.sam import build_tiny_sam
+
+    root = tmp_path_factory.mktemp("tiny_sam")
+    return build_tiny_sam(root / "sam" / "sam_tiny.pth", seed=0)
+
+
+def _box(mask):
+    ys, xs = np.nonzero(mask)
+    return None if ys.size == 0 else [int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())]
+
+
+def test_no_sam_masks_boxes_records_and_config(crafted):
+    jsonl, run, expected = crafted
+    assert cli(jsonl, run, "--no-sam") == 0
+    preds = read_jsonl(run.predictions)
+    assert [p["sample_id"] for p in preds] == IDS  # the run's order, not the image grouping
+    for p in preds:
+        sid = p["sample_id"]
+        mask = read_mask(run.root / p["mask"])
+        np.testing.assert_array_equal(mask, expected[sid])
+        assert p["box"] == _box(expected[sid]) and p["sam_score"] is None
+        assert set(p) == {"sample_id", "box", "mask", "sam_score"}
+    assert preds[IDS.index("z1")]["box"] is None and not read_mask(run.mask_png("z1")).any()
+    cfg = json.loads(run.config("evolve").read_text())
+    assert (cfg["k"], cfg["tau"], cfg["alpha"], cfg["resolutions"], cfg["fidelity"]) == (7, 0.3, 0.4, [32, 64], "released")
+    assert cfg["sam"] is False and cfg["use_dm"] and cfg["use_evolve"] and cfg["stage"] == "evolve"
+    assert not run.failures.exists() or run.read_failures() == []
+
+
+def test_resume_skips_done_samples_and_a_new_setting_recomputes(crafted):
+    jsonl, run, _ = crafted
+    assert cli(jsonl, run, "--no-sam") == 0
+    stamp = {sid: os.stat(run.evolve_record(sid)).st_mtime_ns for sid in IDS}
+    assert cli(jsonl, run, "--no-sam") == 0
+    assert {sid: os.stat(run.evolve_record(sid)).st_mtime_ns for sid in IDS} == stamp
+    assert cli(jsonl, run, "--no-sam", "--alpha", "0.9") == 0
+    assert all(os.stat(run.evolve_record(sid)).st_mtime_ns != stamp[sid] for sid in IDS)
+    assert json.loads(run.config("evolve").read_text())["alpha"] == 0.9
+    # a torn record is not "done"
+    run.evolve_record("a1").write_text("{")
+    assert cli(jsonl, run, "--no-sam", "--alpha", "0.9") == 0
+    assert json.loads(run.evolve_record("a1").read_text())["sample_id"] == "a1"
+
+
+def test_bad_dumps_are_recorded_by_file_name_and_the_rest_completes(crafted):
+    jsonl, run, expected = crafted
+    save_npy(run.focus_file("b1", FOCUS_64TO32["released"]), np.zeros((512, 512), np.float32))
+    run.overview_npy("a2").unlink()
+    assert cli(jsonl, run, "--no-sam", "--batch-size", "4") == 1
+    errors = {f["sample_id"]: f["error"] for f in run.read_failures()}
+    assert set(errors) == {"b1", "a2"}
+    assert FOCUS_64TO32["released"] in errors["b1"] and "512" in errors["b1"]
+    assert "a2.npy" in errors["a2"] and "missing" in errors["a2"]
+    assert [p["sample_id"] for p in read_jsonl(run.predictions)] == ["a1", "z1"]
+    np.testing.assert_array_equal(read_mask(run.mask_png("a1")), expected["a1"])
+    # repaired: the rerun does only the failed samples and clears their failure records
+    make_crafted_run(run.root.parent)
+    assert cli(jsonl, run, "--no-sam") == 0
+    assert run.read_failures() == [] and len(read_jsonl(run.predictions)) == 4
+
+
+def test_sam_refinement_embeds_each_image_once(crafted, tiny_sam, monkeypatch):
+    from segment_anything import SamPredictor
+
+    jsonl, run, _ = crafted
+    monkeypatch.setenv("RSVG_ZEROOV_TINY_DIR", str(tiny_sam.parent.parent))
+    calls = []
+    real = SamPredictor.set_image
+    monkeypatch.setattr(SamPredictor, "set_image", lambda self, image, *a, **k: (calls.append(image.shape), real(self, image, *a, **k))[1])
+    assert cli(jsonl, run, "--sam-checkpoint", "tiny", "--device", "cpu") == 0
+    assert sorted(calls) == [(40, 40, 3), (64, 48, 3)]  # images A and B once each
+    preds = {p["sample_id"]: p for p in read_jsonl(run.predictions)}
+    for sid, spec in ((s["id"], s) for s in CRAFTED):
+        mask = read_mask(run.root / preds[sid]["mask"])
+        assert mask.shape == spec["hw"] and preds[sid]["box"] == _box(mask)
+    assert preds["z1"]["sam_score"] is None and preds["z1"]["box"] is None  # empty mask: SAM skipped
+    assert all(isinstance(preds[s]["sam_score"], float) for s in ("a1", "a2", "b1"))
+    cfg = json.loads(run.config("evolve").read_text())
+    assert cfg["sam"] is True and cfg["sam_resolved"]["type"] == "tiny"
+
+
+def test_explicit_tiny_checkpoint_path_loads_through_the_registry(tiny_sam, tmp_path, monkeypatch):
+    from rsvg_zeroov.models.registry import ModelNotFound, load_sam
+    from rsvg_zeroov.tiny.sam import build_tiny_sam
+
+    monkeypatch.setenv("RSVG_ZEROOV_TINY_DIR", str(tmp_path / "nowhere"))  # must not be consulted
+    _model, sam_type, path = load_sam(str(tiny_sam), "tiny")
+    assert sam_type == "tiny" and path == tiny_sam
+    assert build_tiny_sam(tmp_path / "again.pth", seed=0).read_bytes() == tiny_sam.read_bytes()
+    with pytest.raises(ModelNotFound, match="not found"):
+        load_sam(str(tmp_path / "none.pth"), "tiny")
+
+
+def test_missing_sam_checkpoint_is_one_clear_error(crafted, tmp_path, capsys):
+    jsonl, run, _ = crafted
+    assert cli(jsonl, run, "--sam-checkpoint", str(tmp_path / "sam_vit_h.pth")) == 2
+    err = capsys.readouterr().err
+    assert "sam_vit_h.pth not found" in err and "--no-sam" in err
+    assert not run.mask_png("a1").exists()
+
+
+def test_save_maps_and_ablations_are_recorded(crafted):
+    jsonl, run, _ = crafted
+    assert cli(jsonl, run, "--no-sam", "--save-maps", "--no-dm", "--no-evolve", "--fidelity", "corrected") == 0
+    with np.load(run.maps_npz("a1")) as maps:
+        assert set(maps.files) == {"c", "a_cs", "seeds", "region", "a_e"}
+        assert all(maps[k].shape == (32, 32) for k in maps.files)
+        np.testing.assert_array_equal(maps["a_cs"], maps["c"])  # --no-dm
+        np.testing.assert_array_equal(maps["a_e"], maps["a_cs"])  # --no-evolve
+        assert maps["region"].all()
+    cfg = json.loads(run.config("evolve").read_text())
+    assert (cfg["use_dm"], cfg["use_evolve"], cfg["fidelity"], cfg["save_maps"]) == (False, False, "corrected", True)
+
+
+def test_resolution_16_needs_its_dump(crafted):
+    jsonl, run, expected = crafted
+    assert cli(jsonl, run, "--no-sam", "--resolutions", "16,32,64") == 1
+    errors = run.read_failures()
+    assert len(errors) == 4 and all(FOCUS_16TO32["released"] in e["error"] for e in errors)
+    for sid in IDS:  # S = I at every resolution: the same masks as with 32 + 64
+        write_focus(run, sid, np.eye(1024, dtype=np.float32), np.eye(1024, dtype=np.float32),
+                    s16=np.eye(1024, dtype=np.float32))
+    assert cli(jsonl, run, "--no-sam", "--resolutions", "16,32,64") == 0
+    np.testing.assert_array_equal(read_mask(run.mask_png("b1")), expected["b1"])
+
+
+def test_shards_write_their_samples_and_predictions_cover_the_run(crafted):
+    jsonl, run, _ = crafted
+    assert cli(jsonl, run, "--no-sam", "--shard", "1/2") == 0
+    assert [p["sample_id"] for p in read_jsonl(run.predictions)] == ["b1", "z1"]
+    assert cli(jsonl, run, "--no-sam", "--shard", "0/2") == 0
+    assert [p["sample_id"] for p in read_jsonl(run.predictions)] == IDS
+
+
+def test_bad_arguments_exit_cleanly(crafted):
+    jsonl, run, _ = crafted
+    for bad in (["--fidelity", "paper"], ["--resolutions", "8"], ["--resolutions", "x"], ["--k", "0"]):
+        with pytest.raises(SystemExit) as exc:
+            cli(jsonl, run, "--no-sam", *bad)
+        assert exc.value.code not in (0, None)
+
+
+def test_mask_png_round_trips_through_every_reader(tmp_path):
+    import cv2
+    from PIL import Image
+
+    from rsvg_zeroov.evaluation.predictions import decode_gray8_png
+    from rsvg_zeroov.rundir import save_mask_png
+
+    mask = np.random.default_rng(0).random((37, 53)) > 0.7
+    save_mask_png(tmp_path / "m.png", mask)
+    expect = mask.astype(np.uint8) * 255
+    pil = np.asarray(Image.open(tmp_path / "m.png"))
+    assert pil.dtype == np.uint8 and np.array_equal(pil, expect)
+    assert np.array_equal(cv2.imread(str(tmp_path / "m.png"), cv2.IMREAD_UNCHANGED), expect)
+    assert np.array_equal(decode_gray8_png((tmp_path / "m.png").read_bytes()), expect)
