@@ -204,7 +204,6 @@ class Focus:
         results = []
         for b, (rgb, _) in enumerate(items):
             meta = self._meta(prompts[b], rgb, store, sites, null, b, None if mse is None else mse[b])
-            meta["timings"] = share
             main = {k: maps[b].pop(k) for k in ("self_32", "released", "corrected")}
             results.append(FocusResult(main["self_32"], main["released"], main["corrected"], maps[b], meta, share))
         del store

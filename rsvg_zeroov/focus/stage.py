@@ -5,7 +5,7 @@ Per sample, written atomically and ``meta.json`` last (so a folder with a valid 
     self_32.npy                    storage dtype (32, 32, 1024)  S_32, rows = queries
     self_64to32_released.npy       storage dtype (1024, 1024)
     self_64to32_corrected.npy      storage dtype (1024, 1024)
-    meta.json                      model, steps, guidance, inversion mode, chunks, dtype, files, timings
+    meta.json                      model, steps, guidance, inversion mode, chunks, dtype, files (no timings: dumps are byte-reproducible)
     opt-in: self_64.npy (64, 64, 4096), self_16.npy (16, 16, 256), self_16to32_{released,corrected}.npy
             (1024, 1024), cross_<r>.npy (r, r, 77)
 
