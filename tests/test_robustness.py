@@ -84,10 +84,20 @@ def test_reference_run_is_complete(reference):
     assert len(Path(reference, "predictions.jsonl").read_text().splitlines()) == 3
 
 
+def _launch_sh(script, data, run, tiny_dir, extra):
+    """The README's multi-GPU form: DATASET=... NUM_GPUS=2 bash <stage>.sh (torchrun, gloo on the CPU)."""
+    env = dict(_env(tiny_dir), DATASET="jsonl", ROOT=str(data), SPLIT="test", OUT=str(run), MODEL="tiny",
+               NUM_GPUS="2", EXTRA_ARGS=" ".join(extra), PYTHON=sys.executable)
+    proc = subprocess.run(["bash", str(REPO / script)], capture_output=True, text=True, env=env, cwd=REPO,
+                          timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
 def test_torchrun_two_processes_equal_one(reference, data, tiny_dir, tmp_path):
     run = tmp_path / "tr"
-    for stage in (STAGE1, STAGE2, STAGE3):
-        _run(stage, data, run, tiny_dir, torchrun=True)
+    _launch_sh("llmattn.sh", data, run, tiny_dir, STAGE1[3:])
+    _launch_sh("generate_diffusion.sh", data, run, tiny_dir, STAGE2[3:])
+    _run(STAGE3, data, run, tiny_dir, torchrun=True)
     assert _tree(run) == _tree(reference)
     cfg = json.loads((run / "overview_config.json").read_text())
     assert cfg["stage"] == "overview"

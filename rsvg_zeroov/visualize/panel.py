@@ -41,8 +41,13 @@ def plain(text: str) -> str:
     return text.replace("$", r"\$")
 
 
+def printable(text: str) -> str:
+    """Control characters and U+FFFD (undecodable model output) shown as a middle dot."""
+    return "".join(ch if ch.isprintable() and ch != "\ufffd" else "\u00b7" for ch in text)
+
+
 def wrap(text: str, width: int = WRAP, lines: int = TITLE_LINES) -> str:
-    out = textwrap.wrap(" ".join(text.split()), width) or [""]
+    out = textwrap.wrap(printable(" ".join(text.split())), width) or [""]
     if len(out) > lines:
         out = out[:lines]
         out[-1] = out[-1][: width - 1] + "\u2026"

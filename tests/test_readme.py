@@ -1,0 +1,107 @@
+"""The README is a contract: every command it shows is listed here and run (tiny models, synthetic data).
+
+Where each command runs:
+- ``make setup`` / ``make test``: CI (``.ci/run`` is exactly ``make test``, which runs setup first);
+- ``make demo``: below, with the quick stage-2 settings the demo script documents;
+- ``python ground.py ...``: tests/test_ground.py (``--tiny``);
+- ``python -m rsvg_zeroov.datasets ...``: below and tests/test_datasets_cli.py;
+- the four "Reproducing the paper" commands: below, on a synthetic RRSIS-D-format set, with
+  ``--model tiny`` / ``--sam-type tiny`` and quick generation settings appended;
+- the multi-GPU ``NUM_GPUS=... bash llmattn.sh / generate_diffusion.sh``: tests/test_robustness.py
+  (``NUM_GPUS=2``, torchrun on the CPU, byte-identical to one process);
+- ``python tools/visualize.py`` and ``bash scripts/screenshot_index.sh``: tests/test_visualize.py.
+"""
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+README = (REPO / "README.md").read_text()
+
+SHOWN = [
+    "make setup", "make demo", "make test",
+    'python ground.py --image scene.jpg --text "the storage tank left of the road" --out grounded/',
+    "python -m rsvg_zeroov.datasets --dataset rrsisd --root datasets/rrsisd --split test | head",
+    "DATASET=rrsisd ROOT=datasets/rrsisd SPLIT=test NUM_GPUS=8 bash llmattn.sh",
+    "DATASET=rrsisd ROOT=datasets/rrsisd SPLIT=test NUM_GPUS=8 bash generate_diffusion.sh",
+    "python tools/visualize.py --dataset rrsisd --root datasets/rrsisd --split test --out outputs/rrsisd_test",
+    "bash scripts/screenshot_index.sh outputs/rrsisd_test",
+]
+QUICK = {"llmattn.py": ["--model", "tiny", "--max-new-tokens", "4"],
+         "generate_diffusion.py": ["--model", "tiny", "--inversion", "ddim", "--steps", "2"],
+         "rs_evolve.py": ["--sam-type", "tiny"], "eval/evaluate.py": []}
+
+
+def _bash_blocks() -> list[str]:
+    lines = []
+    for block in re.findall(r"```bash\n(.*?)```", README, flags=re.S):
+        lines += [ln.split("  #")[0].strip() for ln in block.splitlines() if ln.strip() and not ln.startswith("#")]
+    return lines
+
+
+def test_every_shown_command_is_known_to_this_file():
+    shown = _bash_blocks()
+    reproduce = [c for c in shown if c.split()[:2] != ["python", "ground.py"] and
+                 any(c.startswith(f"python {s}") for s in QUICK)]
+    assert len(reproduce) >= 4, "the 'Reproducing the paper' block lost a stage"
+    unknown = [c for c in shown if c not in SHOWN and c not in reproduce]
+    assert not unknown, f"README shows commands no test runs: {unknown}"
+    for cmd in SHOWN:
+        assert cmd in shown, f"README no longer shows {cmd!r}; update SHOWN and its test"
+
+
+@pytest.fixture(scope="module")
+def rrsisd(tmp_path_factory):
+    from rsvg_zeroov.synthetic import write_dataset
+
+    return write_dataset("rrsisd", tmp_path_factory.mktemp("rrsisd"), n=2, size=96)
+
+
+def _env(tiny_dir):
+    return dict(os.environ, RSVG_ZEROOV_TINY_DIR=str(tiny_dir), HF_HUB_OFFLINE="1")
+
+
+def test_reproduce_commands_run_in_order(rrsisd, tiny_dir, tmp_path):
+    run = tmp_path / "run"
+    commands = [c for c in _bash_blocks() if "--dataset rrsisd" in c and c.startswith("python ")
+                and any(c.startswith(f"python {s}") for s in QUICK)]
+    assert [c.split()[1] for c in commands] == ["llmattn.py", "generate_diffusion.py", "rs_evolve.py",
+                                                "eval/evaluate.py"]
+    for cmd in commands:
+        argv = shlex.split(cmd.replace("datasets/rrsisd", str(rrsisd)).replace("outputs/rrsisd_test", str(run)))
+        argv = [sys.executable, str(REPO / argv[1]), *argv[2:], *QUICK[argv[1]]]
+        proc = subprocess.run(argv, capture_output=True, text=True, env=_env(tiny_dir), cwd=REPO, timeout=600)
+        assert proc.returncode == 0, (cmd, proc.stderr[-2000:])
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["dataset"] == "rrsisd" and metrics["n"] == 2 and "rsres" in metrics
+    assert "31.39" in proc.stdout  # the paper's numbers are printed beside ours
+
+
+def test_dataset_listing_command(rrsisd):
+    proc = subprocess.run([sys.executable, "-m", "rsvg_zeroov.datasets", "--dataset", "rrsisd", "--root",
+                           str(rrsisd), "--split", "test"], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert proc.returncode == 0 and len(proc.stdout.splitlines()) == 2
+    assert {"sample_id", "image", "expression", "box", "mask_area"} <= set(json.loads(proc.stdout.splitlines()[0]))
+
+
+def test_make_demo_quick(tiny_dir, tmp_path):
+    env = dict(_env(tiny_dir), DEMO_DIR=str(tmp_path / "demo"), DEMO_N="2",
+               DEMO_STAGE1_ARGS="--max-new-tokens 4", DEMO_STAGE2_ARGS="--inversion ddim --steps 2",
+               PYTHON=sys.executable)
+    proc = subprocess.run(["bash", str(REPO / "scripts" / "demo.sh")], capture_output=True, text=True, env=env,
+                          cwd=REPO, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "RANDOM-WEIGHT" in proc.stdout and "| RSREC (box) |" in proc.stdout
+    run = tmp_path / "demo" / "run"
+    for name in ("metrics.json", "predictions.jsonl", "index.html", "overview_config.json",
+                 "focus_config.json", "evolve_config.json"):
+        assert (run / name).is_file(), name
+    assert len(list((run / "panels").glob("*.png"))) == 2
+    makefile = (REPO / "Makefile").read_text()
+    assert "scripts/demo.sh" in makefile  # `make demo` is this script
