@@ -16,16 +16,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import shlex
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_common import machine_info as _machine_info, run_worker  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
@@ -109,21 +110,11 @@ def run_variant(variant: str, args, dump: str) -> dict:
            "--inner-steps", str(args.inner_steps), "--inversion", args.inversion, "--batch", str(args.batch),
            "--device", args.device, "--threads", str(args.threads), "--dump", dump]
     cmd += ["--dtype", args.dtype] if args.dtype else []
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, HF_HUB_OFFLINE="1"))
-    if proc.returncode != 0:
-        raise SystemExit(f"benchmark worker {variant} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_worker(cmd[1:], variant)
 
 
 def machine_info(device: str) -> str:
-    import diffusers
-    import torch
-
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    gpu = torch.cuda.get_device_name(0) if device.startswith("cuda") else "none"
-    return (f"CPU {cpu} ({os.cpu_count()} cores visible), GPU {gpu}, torch {torch.__version__}, "
-            f"diffusers {diffusers.__version__}, Python {platform.python_version()}")
+    return _machine_info(device, "diffusers")
 
 
 def _median(rows: list[dict], key: str) -> float:

@@ -22,14 +22,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_common import machine_info as _machine_info, run_worker  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -129,21 +130,11 @@ def worker(args) -> dict:
 def run_variant(variant: str, args) -> dict:
     cmd = [sys.executable, __file__, "--worker", variant, "--model-dir", args.model_dir, "--tokens", str(args.tokens),
            "--size", str(args.size), "--device", args.device, "--threads", str(args.threads)] + (["--dtype", args.dtype] if args.dtype else [])
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, HF_HUB_OFFLINE="1"))
-    if proc.returncode != 0:
-        raise SystemExit(f"benchmark worker {variant} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_worker(cmd[1:], variant)
 
 
 def machine_info(device: str) -> str:
-    import torch
-    import transformers
-
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    gpu = torch.cuda.get_device_name(0) if device.startswith("cuda") else "none"
-    return (f"CPU {cpu} ({os.cpu_count()} cores visible), GPU {gpu}, "
-            f"torch {torch.__version__}, transformers {transformers.__version__}, Python {platform.python_version()}")
+    return _machine_info(device, "transformers")
 
 
 def _medians(rows: dict, key: str) -> dict:
