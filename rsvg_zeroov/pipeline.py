@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .evolve.config import N_TOKENS, EvolveConfig
+from .evolve.config import EvolveConfig
 from .focus.config import FocusConfig
 from .overview.config import OverviewConfig
 
@@ -53,17 +53,14 @@ def self_attention_matrix(files: dict[str, np.ndarray], config: EvolveConfig) ->
 
     files: stage-2 maps by file name (``FocusResult.files()``); the same names the stage reads.
     """
-    from .evolve.interaction import focus_names
+    from .evolve.interaction import focus_names, mean_s
 
     names = focus_names(config)
     missing = [n for n in names if n not in files]
     if missing:
         raise ValueError(f"stage 2 did not produce {', '.join(missing)} (needed by resolutions "
                          f"{config.resolutions}); enable it in the focus config (e.g. save_self_16)")
-    total = np.zeros((N_TOKENS, N_TOKENS), np.float32)
-    for name in names:
-        total += np.asarray(files[name], np.float32).reshape(N_TOKENS, N_TOKENS)
-    return total / np.float32(len(names))
+    return mean_s(files[name] for name in names)
 
 
 class Grounder:

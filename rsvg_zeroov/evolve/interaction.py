@@ -7,6 +7,7 @@ positions, columns = key positions (each row of a self-attention map sums to 1).
 from __future__ import annotations
 
 from contextlib import contextmanager
+from typing import Iterable
 
 import numpy as np
 
@@ -59,27 +60,35 @@ def load_s(run: RunDir, sid: str, config: EvolveConfig) -> np.ndarray:
     Raises :class:`DumpError` naming the file when a dump is missing (e.g. the 16 -> 32 map, which
     stage 2 writes only on request) or is not a 1024 x 1024 query-by-key matrix.
     """
-    total = None
-    names = focus_names(config)
-    for name in names:
-        try:
-            mat = run.load_focus(sid, name, as_float32=False)
-        except DumpError as exc:
-            if name in FOCUS_16TO32.values() and not run.focus_file(sid, name).is_file():
-                raise DumpError(f"{exc}; stage 2 writes the 16-grid map only on request "
-                                f"(or drop 16 from --resolutions)") from None
-            raise
-        if mat.shape != (N_TOKENS, N_TOKENS):
-            raise DumpError(f"{run.focus_file(sid, name)}: a {mat.shape[0]}x{mat.shape[1]} matrix, "
-                            f"expected {N_TOKENS}x{N_TOKENS} (the {GRID} x {GRID} grid)")
+    return mean_s(_load_matrix(run, sid, name) for name in focus_names(config))
+
+
+def _load_matrix(run: RunDir, sid: str, name: str) -> np.ndarray:
+    path = run.focus_file(sid, name)
+    if not path.is_file():
+        hint = " (stage 2 writes the 16-grid map only on request)" if name in FOCUS_16TO32.values() else ""
+        raise DumpError(f"{path}: dump is missing{hint}; rerun stage 2 or change --resolutions")
+    mat = run.load_focus(sid, name, as_float32=False)
+    if mat.shape != (N_TOKENS, N_TOKENS):
+        raise DumpError(f"{path}: a {mat.shape[0]}x{mat.shape[1]} matrix, expected "
+                        f"{N_TOKENS}x{N_TOKENS} (the {GRID} x {GRID} grid)")
+    return mat
+
+
+def mean_s(matrices: Iterable[np.ndarray]) -> np.ndarray:
+    """float32 (1024, 1024) mean of float16/float32 query-by-key matrices (the inputs are not modified)."""
+    total, count = None, 0
+    for mat in matrices:
+        mat = mat.reshape(N_TOKENS, N_TOKENS)
         if total is None:
             total = to_float32(mat)
-            if not total.flags.writeable:
+            if total is mat or not total.flags.writeable:
                 total = total.copy()
         else:
             np.add(total, to_float32(mat), out=total)
-    if len(names) > 1:
-        total *= np.float32(1.0 / len(names))
+        count += 1
+    if count > 1:
+        total *= np.float32(1.0 / count)
     return total
 
 
