@@ -45,7 +45,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     o.add_argument("--sweep", default=None, metavar="GRID",
                    help='score a K/tau/alpha grid without SAM, e.g. "k=5,7,9 tau=0.2,0.3 alpha=0.3,0.4"')
     o.add_argument("--protocol", default="zeroov", help="evaluation protocol of --sweep (default zeroov)")
-    o.add_argument("--workers", type=int, default=None, help="threads for loading/evolving/writing (default min(8, 4 x CPUs))")
+    o.add_argument("--workers", type=int, default=None, help="threads for loading/evolving/writing (default: one per usable CPU, at most 8)")
     o.add_argument("--batch-size", type=int, default=32, help="samples per batch (default 32)")
     return p.parse_args(argv)
 

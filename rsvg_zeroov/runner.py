@@ -107,9 +107,10 @@ def shard(samples: Sequence, rank: int, world: int) -> list:
 
 # ------------------------------------------------------------------------------------ failures
 @contextmanager
-def _locked(run: RunDir) -> Iterator[None]:
+def locked(run: RunDir, name: str = "failures") -> Iterator[None]:
+    """An exclusive lock on ``RUN/.<name>.lock`` shared by every process of the run (all ranks)."""
     run.root.mkdir(parents=True, exist_ok=True)
-    with open(run.root / ".failures.lock", "w") as lock:
+    with open(run.root / f".{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
@@ -119,13 +120,13 @@ def _locked(run: RunDir) -> Iterator[None]:
 
 def record_failure(run: RunDir, sid: str, stage: str, exc: BaseException) -> None:
     msg = f"{type(exc).__name__}: {exc}"
-    with _locked(run):
+    with locked(run):
         run.append_failure(sid, stage, msg)
 
 
 def prune_failures(run: RunDir, stage: str, done: Callable[[str], bool]) -> None:
     """Drop this stage's failure records whose sample now has valid outputs (a successful retry)."""
-    with _locked(run):
+    with locked(run):
         records = run.read_failures()
         keep = [r for r in records if not (r.get("stage") == stage and done(r.get("sample_id", "")))]
         if len(keep) != len(records):

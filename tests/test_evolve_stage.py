@@ -50,17 +50,32 @@ def test_no_sam_masks_boxes_records_and_config(crafted):
 
 def test_resume_skips_done_samples_and_a_new_setting_recomputes(crafted):
     jsonl, run, _ = crafted
+
+    def inodes():  # every write is a new file renamed into place: a new inode
+        return {sid: os.stat(run.mask_png(sid)).st_ino for sid in IDS}
+
     assert cli(jsonl, run, "--no-sam") == 0
-    stamp = {sid: os.stat(run.evolve_record(sid)).st_mtime_ns for sid in IDS}
+    stamp, records = inodes(), run.evolve_records(0).read_text()
+    assert len(records.splitlines()) == len(IDS)
     assert cli(jsonl, run, "--no-sam") == 0
-    assert {sid: os.stat(run.evolve_record(sid)).st_mtime_ns for sid in IDS} == stamp
+    assert inodes() == stamp and run.evolve_records(0).read_text() == records  # nothing redone
     assert cli(jsonl, run, "--no-sam", "--alpha", "0.9") == 0
-    assert all(os.stat(run.evolve_record(sid)).st_mtime_ns != stamp[sid] for sid in IDS)
+    assert all(inodes()[sid] != stamp[sid] for sid in IDS)
     assert json.loads(run.config("evolve").read_text())["alpha"] == 0.9
-    # a torn record is not "done"
-    run.evolve_record("a1").write_text("{")
+    assert len(run.evolve_records(0).read_text().splitlines()) == 2 * len(IDS)
+    before = inodes()
+    # a torn last line (a killed process) is skipped; a mask cut short or edited by hand is redone
+    with open(run.evolve_records(0), "a") as f:
+        f.write('{"sample_id": "a1", "box"')
+    run.mask_png("a2").write_bytes(run.mask_png("a2").read_bytes()[:-12])
+    png = bytearray(run.mask_png("b1").read_bytes())
+    png[-20] ^= 0xFF
+    run.mask_png("b1").write_bytes(bytes(png))
     assert cli(jsonl, run, "--no-sam", "--alpha", "0.9") == 0
-    assert json.loads(run.evolve_record("a1").read_text())["sample_id"] == "a1"
+    after = inodes()
+    assert {sid for sid in IDS if after[sid] != before[sid]} == {"a2", "b1"}
+    preds = [json.loads(line) for line in run.predictions.read_text().splitlines()]
+    assert [p["sample_id"] for p in preds] == IDS
 
 
 def test_bad_dumps_are_recorded_by_file_name_and_the_rest_completes(crafted):

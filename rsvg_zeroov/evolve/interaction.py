@@ -6,12 +6,13 @@ positions, columns = key positions (each row of a self-attention map sums to 1).
 """
 from __future__ import annotations
 
+import math
 from contextlib import contextmanager
 from typing import Iterable
 
 import numpy as np
 
-from ..rundir import FOCUS_16TO32, FOCUS_64TO32, FOCUS_SELF_32, DumpError, RunDir
+from ..rundir import FOCUS_16TO32, FOCUS_64TO32, FOCUS_SELF_32, DumpError, NpyBuffer, RunDir, all_finite, read_npy
 from .config import GRID, N_TOKENS, EvolveConfig
 from .resample import resize_bilinear
 
@@ -58,20 +59,68 @@ def load_s(run: RunDir, sid: str, config: EvolveConfig) -> np.ndarray:
     """``S`` float32 (1024, 1024) = mean of the configured resolutions' 32-grid matrices.
 
     Raises :class:`DumpError` naming the file when a dump is missing (e.g. the 16 -> 32 map, which
-    stage 2 writes only on request) or is not a 1024 x 1024 query-by-key matrix.
+    stage 2 writes only on request), is not a 1024 x 1024 query-by-key matrix, or is not finite.
     """
-    return mean_s(_load_matrix(run, sid, name) for name in focus_names(config))
+    return SReader(run, config).read(sid)
 
 
-def _load_matrix(run: RunDir, sid: str, name: str) -> np.ndarray:
+class SReader:
+    """Reads ``S`` of one sample after another into memory it reuses (one reader per thread).
+
+    Equal to :func:`mean_s` of the validated files, to the bit: the first matrix is cast into the
+    float32 accumulator, the others are added in float32, then the sum is scaled by 1 / count. The
+    file data goes through one reused buffer and is cast by torch (F16C) during the copy / add, so
+    a sample costs two file reads and no allocation. Finiteness is checked once on the sum (any
+    NaN or Inf in an input makes it non-finite); only then are the files inspected one by one to
+    name the bad one.
+    """
+
+    def __init__(self, run: RunDir, config: EvolveConfig):
+        self.run, self.names = run, focus_names(config)
+        self._buffer = NpyBuffer()
+        self._total = np.empty((N_TOKENS, N_TOKENS), dtype=np.float32)
+
+    def read(self, sid: str) -> np.ndarray:
+        """``S`` of ``sid``: this reader's float32 (1024, 1024) array, overwritten by the next read."""
+        import torch
+
+        total = torch.from_numpy(self._total)
+        for i, name in enumerate(self.names):
+            mat = torch.from_numpy(_read_matrix(self.run, sid, name, self._buffer))
+            if i == 0:
+                total.copy_(mat)
+            elif mat.dtype == torch.float32:
+                np.add(self._total, mat.numpy(), out=self._total)
+            else:
+                total.add_(mat)  # float16 promoted to float32 element-wise: the float32 sum
+        if len(self.names) > 1:
+            self._total *= np.float32(1.0 / len(self.names))
+        if not math.isfinite(float(total.sum())):
+            self._name_non_finite(sid)
+        return self._total
+
+    def _name_non_finite(self, sid: str) -> None:
+        for name in self.names:
+            path = self.run.focus_file(sid, name)
+            if not all_finite(read_npy(path)):
+                raise DumpError(f"{path}: contains NaN or Inf")
+        if not np.isfinite(self._total).all():  # finite inputs: the sum cannot overflow, but be sure
+            raise DumpError(f"{self.run.focus_dir(sid)}: the mean of {self.names} is not finite")
+
+
+def _read_matrix(run: RunDir, sid: str, name: str, buffer: NpyBuffer | None = None) -> np.ndarray:
+    """One stage-2 32-grid map as a (1024, 1024) query-by-key matrix in its stored dtype, validated
+    except for finiteness; a view of ``buffer`` when given."""
     path = run.focus_file(sid, name)
-    if not path.is_file():
-        hint = " (stage 2 writes the 16-grid map only on request)" if name in FOCUS_16TO32.values() else ""
-        raise DumpError(f"{path}: dump is missing{hint}; rerun stage 2 or change --resolutions")
-    mat = run.load_focus(sid, name, as_float32=False)
+    if name in FOCUS_16TO32.values() and not path.is_file():
+        raise DumpError(f"{path}: dump is missing (stage 2 writes the 16-grid map only on request); "
+                        f"rerun stage 2 or change --resolutions")
+    mat = read_npy(path, buffer=buffer)
+    if mat.shape == (GRID, GRID, N_TOKENS):  # (r, r, r*r) layout of self_32
+        mat = mat.reshape(N_TOKENS, N_TOKENS)
     if mat.shape != (N_TOKENS, N_TOKENS):
-        raise DumpError(f"{path}: a {mat.shape[0]}x{mat.shape[1]} matrix, expected "
-                        f"{N_TOKENS}x{N_TOKENS} (the {GRID} x {GRID} grid)")
+        raise DumpError(f"{path}: shape {mat.shape}, expected {N_TOKENS}x{N_TOKENS} "
+                        f"(or {GRID}x{GRID}x{N_TOKENS}: the {GRID} x {GRID} grid)")
     return mat
 
 
@@ -122,7 +171,13 @@ def single_threaded_kernels(enabled: bool = True):
         torch.set_num_threads(before)
 
 
-def load_inputs(run: RunDir, sid: str, config: EvolveConfig) -> tuple[np.ndarray, np.ndarray | None]:
-    """(``A_C`` (gh, gw), ``S`` (1024, 1024) or None when the interaction is switched off)."""
+def load_inputs(run: RunDir, sid: str, config: EvolveConfig,
+                reader: SReader | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """(``A_C`` (gh, gw), ``S`` (1024, 1024) or None when the interaction is switched off).
+
+    With a ``reader`` (same run and config), ``S`` is its array, valid until its next read.
+    """
     a_c = load_a_c(run, sid)
-    return a_c, (load_s(run, sid, config) if config.use_dm else None)
+    if not config.use_dm:
+        return a_c, None
+    return a_c, (reader or SReader(run, config)).read(sid)

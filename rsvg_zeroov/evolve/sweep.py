@@ -11,6 +11,7 @@ import io
 import itertools
 import os
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Sequence
@@ -18,7 +19,7 @@ from typing import Sequence
 from ..rundir import RunDir, atomic_write_bytes
 from .config import PAPER, EvolveConfig
 from .evolve import evolve_maps, interaction
-from .interaction import load_inputs, single_threaded_kernels
+from .interaction import SReader, load_inputs, single_threaded_kernels
 from .resample import binarise, upsample_window
 
 SWEEP_CSV, SWEEP_MD = "sweep.csv", "sweep.md"
@@ -55,9 +56,11 @@ def parse_grid(spec: str, config: EvolveConfig) -> list[Setting]:
     return [Setting(k, t, a) for k, t, a in itertools.product(values["k"], values["tau"], values["alpha"])]
 
 
-def _score_sample(run: RunDir, sample, config: EvolveConfig, settings: Sequence[Setting], protocol):
+def _score_sample(run: RunDir, sample, config: EvolveConfig, settings: Sequence[Setting], protocol,
+                  reader: SReader | None = None):
     """({setting: SampleScore}, failed) for one sample; a missing/bad dump is recorded in
-    failures.jsonl and the sample scores as missing (IoU 0) under every setting."""
+    failures.jsonl and the sample scores as missing (IoU 0) under every setting. ``reader``: this
+    thread's :class:`SReader` (reused memory)."""
     from ..evaluation.evaluator import load_gt_mask
     from ..evaluation.scoring import missing_score, score_sample
     from ..runner import record_failure
@@ -65,7 +68,7 @@ def _score_sample(run: RunDir, sample, config: EvolveConfig, settings: Sequence[
     gt_mask, gt_box = load_gt_mask(sample), sample.box
     size = (sample.height, sample.width)
     try:
-        a_c, s = load_inputs(run, sample.sample_id, config)
+        a_c, s = load_inputs(run, sample.sample_id, config, reader)
     except Exception as exc:  # noqa: BLE001 - recorded; the study goes on with the other samples
         record_failure(run, sample.sample_id, SWEEP_STAGE, exc)
         miss = missing_score(gt_mask, gt_box, protocol, image_size=size)
@@ -93,11 +96,19 @@ def sweep(run: RunDir, samples: Sequence, config: EvolveConfig, settings: Sequen
     failed = 0
     scores: dict[Setting, list] = {st: [] for st in settings}
     workers = max(1, workers if workers is not None else min(4, os.cpu_count() or 1))
+    local = threading.local()
+
+    def thread_reader() -> SReader:
+        if not hasattr(local, "reader"):
+            local.reader = SReader(run, config)
+        return local.reader
+
     bar = progress(range(len(samples)), len(samples), SWEEP_STAGE)
     with single_threaded_kernels(), ThreadPoolExecutor(workers, thread_name_prefix="sweep") as pool:
         for i in range(0, len(samples), CHUNK):
             chunk = samples[i:i + CHUNK]
-            for result, bad in pool.map(lambda smp: _score_sample(run, smp, config, settings, proto), chunk):
+            for result, bad in pool.map(lambda smp: _score_sample(run, smp, config, settings, proto,
+                                                                   thread_reader()), chunk):
                 failed += bad
                 for st, sc in result.items():
                     scores[st].append(sc)

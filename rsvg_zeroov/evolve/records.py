@@ -1,0 +1,100 @@
+"""Stage 3's per-sample records: what ``predictions.jsonl`` is assembled from, and what resume trusts.
+
+One append-only JSON-lines file per rank, ``RUN/evolve/records-<rank>.jsonl``. The masks of a batch
+are written without a per-file fsync; appending the batch's records first flushes the file system
+once (``syncfs``), so a record is never on disk before its mask, then writes the lines in one
+``write`` and fsyncs them. A record names the
+config fingerprint it was computed under and the size and CRC-32 of the mask PNG it describes, so a
+record counts only while the mask file on disk is exactly the one it was written with: a mask lost
+or cut short by a crash, overwritten by a run with other settings, or edited by hand makes its
+sample "not done" again. A torn last line (a killed process) is skipped. Reruns append; the newest
+record that matches the mask on disk wins.
+"""
+from __future__ import annotations
+
+import json
+import os
+import zlib
+from collections import defaultdict
+
+from ..rundir import RunDir, sync_filesystem
+
+PREDICTION_KEYS = ("sample_id", "box", "mask", "sam_score")
+RECORD_KEYS = (*PREDICTION_KEYS, "config", "png_bytes", "png_crc32")
+
+
+def make_record(sid: str, box, mask_rel: str, sam_score, fingerprint: str, png: bytes) -> dict:
+    """The record of one sample whose mask file holds exactly ``png``."""
+    return {"sample_id": sid, "box": box, "mask": mask_rel, "sam_score": sam_score, "config": fingerprint,
+            "png_bytes": len(png), "png_crc32": zlib.crc32(png)}
+
+
+class Records:
+    """The records of a run directory (every rank's file), and appending to this rank's file."""
+
+    def __init__(self, run: RunDir, rank: int = 0):
+        self.run, self.path = run, run.evolve_records(rank)
+        self._by_id: dict[str, list[dict]] = defaultdict(list)
+        self.reload()
+
+    def reload(self) -> None:
+        """(Re)read every rank's file; lines that do not parse as a complete record are skipped."""
+        self._by_id.clear()
+        for path in sorted(self.run.evolve_records_files()):
+            try:
+                text = path.read_text(errors="replace")
+            except OSError:
+                continue
+            for line in text.splitlines():
+                rec = _parse(line)
+                if rec is not None:
+                    self._by_id[rec["sample_id"]].append(rec)
+
+    def append(self, records: list[dict]) -> None:
+        """Make the files written so far durable (the records' masks), then append the records in
+        one write and fsync them."""
+        if not records:
+            return
+        sync_filesystem(self.run.root)
+        data = "".join(json.dumps(rec) + "\n" for rec in records).encode()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                data = b"\n" + data  # end a torn line left by a killed process; it stays unparsable
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        for rec in records:
+            self._by_id[rec["sample_id"]].append(rec)
+
+    def valid(self, sid: str, fingerprint: str) -> dict | None:
+        """The newest record of ``sid`` under ``fingerprint`` whose mask file is byte-for-byte the one
+        it was written with, or None."""
+        mask_rel = self.run.mask_rel(sid)
+        candidates = [r for r in self._by_id.get(sid, ()) if r["config"] == fingerprint and r["mask"] == mask_rel]
+        if not candidates:
+            return None
+        try:
+            png = self.run.mask_png(sid).read_bytes()
+        except OSError:
+            return None
+        size, crc = len(png), zlib.crc32(png)
+        for rec in reversed(candidates):
+            if rec["png_bytes"] == size and rec["png_crc32"] == crc:
+                return rec
+        return None
+
+
+def _parse(line: str) -> dict | None:
+    try:
+        rec = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(rec, dict) or any(k not in rec for k in RECORD_KEYS):
+        return None
+    return rec if isinstance(rec["sample_id"], str) else None
