@@ -96,7 +96,7 @@ def run_dataset(args: argparse.Namespace, config: OverviewConfig, device: str) -
 
     rank, world = parse_shard(args.shard)
     samples = shard(load_run_samples(args), rank, world)
-    report = run_all(resolve_out(args), samples, config, device, rank)
+    report = run_all(resolve_out(args), samples, config, device, rank, world)
     return exit_code(report)
 
 

@@ -9,6 +9,8 @@ Where each command runs:
   ``--model tiny`` / ``--sam-type tiny`` and quick generation settings appended;
 - the multi-GPU ``NUM_GPUS=... bash llmattn.sh / generate_diffusion.sh``: tests/test_robustness.py
   (``NUM_GPUS=2``, torchrun on the CPU, byte-identical to one process);
+- the multi-node ``NNODES=2 NODE_RANK=... bash llmattn.sh``: tests/test_robustness.py (two launches on
+  this machine, one process each, meeting at MASTER_ADDR:MASTER_PORT; byte-identical to one process);
 - ``python tools/visualize.py`` and ``bash scripts/screenshot_index.sh``: tests/test_visualize.py.
 """
 import json
@@ -30,6 +32,8 @@ SHOWN = [
     "python -m rsvg_zeroov.datasets --dataset rrsisd --root datasets/rrsisd --split test | head",
     "DATASET=rrsisd ROOT=datasets/rrsisd SPLIT=test NUM_GPUS=8 bash llmattn.sh",
     "DATASET=rrsisd ROOT=datasets/rrsisd SPLIT=test NUM_GPUS=8 bash generate_diffusion.sh",
+    "NNODES=2 NODE_RANK=0 MASTER_ADDR=node0 MASTER_PORT=29500 NUM_GPUS=8 DATASET=rrsisd ROOT=datasets/rrsisd "
+    "bash llmattn.sh",
     "python tools/visualize.py --dataset rrsisd --root datasets/rrsisd --split test --out outputs/rrsisd_test",
     "bash scripts/screenshot_index.sh outputs/rrsisd_test",
 ]

@@ -50,12 +50,21 @@ def _run(stage, root, out, tiny_dir, *extra, torchrun=False, check=True):
 
 
 def _tree(run: Path) -> dict:
-    """sha1 of every output file of a run (configs excluded: they record the launch, not results)."""
-    out = {}
+    """sha1 of every output file of a run (configs excluded: they record the launch, not results).
+
+    Stage 3's record files (one per rank) enter as one entry: the sorted set of all their lines.
+    """
+    out, records = {}, set()
     for p in sorted(run.rglob("*")):
         rel = p.relative_to(run).as_posix()
-        if p.is_file() and not rel.endswith("_config.json") and not p.name.startswith("."):
+        if not p.is_file() or rel.endswith("_config.json") or p.name.startswith("."):
+            continue
+        if rel.startswith("evolve/records-"):
+            records.update(p.read_text().splitlines())
+        else:
             out[rel] = hashlib.sha1(p.read_bytes()).hexdigest()
+    if records:
+        out["evolve/records-*.jsonl"] = hashlib.sha1("\n".join(sorted(records)).encode()).hexdigest()
     return out
 
 
@@ -101,6 +110,45 @@ def test_torchrun_two_processes_equal_one(reference, data, tiny_dir, tmp_path):
     assert _tree(run) == _tree(reference)
     cfg = json.loads((run / "overview_config.json").read_text())
     assert cfg["stage"] == "overview"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _two_nodes(cmd_for_node, env) -> None:
+    """Start both 'nodes' at once (here two launches on this machine) and wait for both."""
+    port = str(_free_port())
+    procs = [subprocess.Popen(cmd_for_node(rank), env=dict(env, MASTER_ADDR="127.0.0.1", MASTER_PORT=port,
+                                                            NNODES="2", NODE_RANK=str(rank)),
+                              cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for rank in (0, 1)]
+    logs = [p.communicate(timeout=900)[0] for p in procs]
+    for rank, (p, log) in enumerate(zip(procs, logs)):
+        assert p.returncode == 0, f"node {rank}:\n{log[-3000:]}"
+
+
+def test_two_node_rendezvous_equals_one(reference, data, tiny_dir, tmp_path):
+    """Multi-node form: NNODES=2 NODE_RANK=0|1 MASTER_ADDR MASTER_PORT, one process per node; the
+    torchrun agents meet at the master's rendezvous and the workers get RANK 0/1 of WORLD_SIZE 2."""
+    run = tmp_path / "nodes"
+    env = dict(_env(tiny_dir), DATASET="jsonl", ROOT=str(data), SPLIT="test", OUT=str(run), MODEL="tiny",
+               NUM_GPUS="1", PYTHON=sys.executable)
+    for script, extra in (("llmattn.sh", STAGE1[3:]), ("generate_diffusion.sh", STAGE2[3:])):
+        _two_nodes(lambda rank: ["bash", str(REPO / script)], dict(env, EXTRA_ARGS=" ".join(extra)))
+    script, *flags = STAGE3  # no .sh wrapper for stage 3: torchrun's own multi-node arguments
+    torchrun = ('exec "$0" -m torch.distributed.run --nnodes "$NNODES" --node_rank "$NODE_RANK" '
+                '--master_addr "$MASTER_ADDR" --master_port "$MASTER_PORT" --nproc_per_node 1 "$@"')
+    _two_nodes(lambda rank: ["bash", "-c", torchrun, sys.executable, str(REPO / script), *_data_args(data, run),
+                             *flags], _env(tiny_dir))
+    assert _tree(run) == _tree(reference)
+    assert {p.name for p in (run / "evolve").glob("records-*.jsonl")} == {"records-0.jsonl", "records-1.jsonl"}
+    for stage, key, value in (("overview", "world_size", 2), ("focus", "world_size", 2), ("evolve", "shard", "0/2")):
+        assert json.loads((run / f"{stage}_config.json").read_text())[key] == value
 
 
 def test_explicit_shards_are_disjoint_and_complete(reference, data, tiny_dir, tmp_path):

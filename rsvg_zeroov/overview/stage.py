@@ -67,12 +67,13 @@ class _LazyOverview:
         return self.overview
 
 
-def run_dataset(run: RunDir, samples: Sequence, config: OverviewConfig, device: str, rank: int = 0):
+def run_dataset(run: RunDir, samples: Sequence, config: OverviewConfig, device: str, rank: int = 0,
+                world: int = 1):
     """Process this shard's samples; returns the :class:`rsvg_zeroov.runner.StageReport`."""
     from ..images import load_rgb
     from ..runner import run_stage
 
-    extra: dict = {}
+    extra: dict = {"world_size": world}
     lazy = _LazyOverview(config, device, lambda ov: _write_stage_config(run, config, device, rank, extra, ov))
 
     def done(sample) -> bool:
