@@ -24,9 +24,11 @@ Each variant's stage 3 uses its own stage 1 and 2 outputs. Reported (markdown to
 seconds per sample (a batch counts as one measurement of batch time / batch size), peak GPU memory
 per stage (``torch.cuda.max_memory_allocated``, reset before every call), the released / ours
 ratios, end-to-end totals (sum of the stage medians), agreement of the two variants' outputs, the
-device, torch version and the exact command. ``--time-budget`` stops adding rounds when the next
-one would not end in time (at least one round is measured). ``--steps`` / ``--inner-steps`` exist
-for ``--scale small`` only: at full scale the schedule is always the METHOD one.
+device, torch version and the exact command, and the run-to-run difference of ours (the first
+round run again, untimed: the GPU determinism tolerance). ``--time-budget`` stops adding rounds when
+the next one would not end in time (at least one round is measured; the repeat only if it fits).
+``--steps`` / ``--inner-steps`` exist for ``--scale small`` only: at full scale the schedule is
+always the METHOD one.
 """
 from __future__ import annotations
 
@@ -81,6 +83,8 @@ def parse_args(argv=None):
     p.add_argument("--inner-steps", type=int, default=None, help="--scale small only: Adam steps per step")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own choice)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-repeat-check", dest="repeat_check", action="store_false",
+                   help="skip the run-to-run determinism check (ours on the first round again, untimed)")
     p.add_argument("--out", default=str(REPO / "bench" / "results_gpu_fullsize.md"))
     args = p.parse_args(argv)
     if args.scale == "full" and (args.steps is not None or args.inner_steps is not None):
@@ -219,10 +223,10 @@ class Bench:
                 out.append(self.meter((3, variant), 1, call))
         return out
 
-    def run_round(self, items: list[dict]) -> dict:
+    def run_round(self, items: list[dict], variants: tuple[str, ...] | None = None) -> dict:
         """All selected stages and variants on ``items``; returns {variant: (A_C list, S list, masks)}."""
         outs = {}
-        for v in VARIANTS if self.released else VARIANTS[:1]:
+        for v in variants or (VARIANTS if self.released else VARIANTS[:1]):
             a_cs = self.stage1(v, items) if 1 in self.args.stages else [blob(s["mask"]) for s in items]
             ss = self.stage2(v, items) if 2 in self.args.stages else [np.eye(1024, dtype=np.float32)] * len(items)
             masks = self.stage3(v, items, a_cs, ss) if 3 in self.args.stages else None
@@ -266,7 +270,33 @@ def measure(bench: Bench, samples: list[dict], t_start: float) -> dict:
             agree["a_c"] += [float(np.abs(x - y).max()) for x, y in zip(ac_o, ac_r)]
             agree["s"] += [float(np.abs(x - y).max()) for x, y in zip(s_o, s_r)]
             agree["iou"] += [iou(x, y) for x, y in zip(m_o, m_r)] if m_o is not None else []
-    return {"measured": measured, "agree": agree}
+        if k == 0:
+            first = outs["ours"]
+    repeat = None
+    if a.repeat_check:
+        elapsed = time.perf_counter() - t_start
+        if a.time_budget and elapsed + last > a.time_budget:
+            print("run-to-run check skipped: no time left in the budget", file=sys.stderr)
+        else:
+            repeat = run_to_run(bench, rounds[0], first)
+    return {"measured": measured, "agree": agree, "repeat": repeat}
+
+
+def run_to_run(bench: Bench, items: list[dict], first: tuple) -> dict:
+    """Ours on the first round's samples once more (not timed, SAM embedding recomputed): how far
+    a second run in the same process lands from the first (GPU kernels may reduce in another order)."""
+    bench.meter.record = False
+    for refiner in getattr(bench, "refiners", {}).values():
+        refiner.image_path = None
+    (ac1, s1, m1), (ac2, s2, m2) = first, bench.run_round(items, ("ours",))["ours"]
+    out = {"n": len(items),
+           "a_c": max(float(np.abs(x - y).max()) for x, y in zip(ac1, ac2)),
+           "s": max(float(np.abs(x - y).max()) for x, y in zip(s1, s2))}
+    if m1 is not None:
+        out["masks_identical"] = sum(bool(np.array_equal(x, y)) for x, y in zip(m1, m2))
+        out["pixels_differing"] = max(int((x != y).sum()) for x, y in zip(m1, m2))
+        out["iou"] = min(iou(x, y) for x, y in zip(m1, m2))
+    return out
 
 
 def _settings(bench: Bench, stage: int, variant: str) -> str:
@@ -331,13 +361,22 @@ def _notes(bench: Bench, result: dict) -> list[str]:
                      f"{bench.info.get('host_list_gib', float('nan')):.1f} GiB per sample)")
     if 3 in bench.args.stages:
         counts = ", ".join(f"{v} {r.n_images}" for v, r in bench.refiners.items() if v == "ours" or bench.released)
-        lines.append(f"- SAM image embeddings computed (warm-up included): {counts}")
+        what = "warm-up and repeat included" if result.get("repeat") else "warm-up included"
+        lines.append(f"- SAM image embeddings computed ({what}): {counts}")
     if ag.get("a_c"):
         lines.append(f"- ours vs released, max |A_C difference|: {max(ag['a_c']):.2e} (A_C in [0, 1])")
     if ag.get("s"):
         lines.append(f"- ours vs released, max |S difference|: {max(ag['s']):.2e} (rows of S sum to 1)")
     if ag.get("iou"):
         lines.append(f"- ours vs released final masks: mean IoU {statistics.mean(ag['iou']):.4f}")
+    rep = result.get("repeat")
+    if rep:
+        line = (f"- run-to-run (ours, the first round's {rep['n']} sample(s) run again in the same process): "
+                f"max |A_C difference| {rep['a_c']:.2e}, max |S difference| {rep['s']:.2e}")
+        if "iou" in rep:
+            line += (f"; final masks identical {rep['masks_identical']}/{rep['n']}, at most "
+                     f"{rep['pixels_differing']} pixels differ, min IoU {rep['iou']:.4f}")
+        lines.append(line)
     if bench.args.scale == "small":
         lines.append("- scale small: shrunken models and schedule on CPU; the GPU numbers are not measured here.")
     lines.append("- Random weights: timings are the real cost; answers, maps and masks mean nothing.")

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The full-size GPU benchmark as ONE device-tool command (issue 6). Prepared; run it in a session that
 # has a GPU (device tool `status`: can_start_another true). Writes under $OUT (what comes back):
-#   results_gpu_fullsize.md   faithful mode (float32 SD) against the released style, same run
+#   results_gpu_fullsize.md   faithful mode (float32 SD) against the released style, same run, and the
+#                             run-to-run difference of ours (the GPU determinism tolerance, issue 7)
 #   results_gpu_fast.md       ours only, opt-in fast settings (float16 SD + TF32, batch 4)
 #   results_precision_full.md float32 vs float16/bfloat16 maps on the full-size random models
 #   device.txt, log_*.txt     GPU name, versions, stderr of each phase

@@ -56,21 +56,28 @@ def test_small_scale_cli_writes_every_stage_for_ours_and_released(tmp_path):
         assert re.search(rf"^\| {re.escape(name)} \| [\d.]+ \| [\d.]+ \| [\d.]+x \|", text, re.M), name
     assert "GPU numbers are not measured" in text and "n/a (cpu)" in text
     assert "ours vs released final masks: mean IoU" in text
+    # run-to-run: the first round again in the same process; on the CPU exactly the same outputs
+    m = re.search(r"run-to-run .*max \|A_C difference\| (\S+), max \|S difference\| (\S+); "
+                  r"final masks identical (\d+)/(\d+)", text)
+    assert m, text
+    assert float(m.group(1)) == 0 and float(m.group(2)) == 0 and m.group(3) == m.group(4) == "2"
     assert _row(text, "2 focus", "ours")[0].endswith("batch 2")
     assert "every map to host (sum)" in _row(text, "2 focus", "released")[0]
-    assert "SAM image embeddings computed (warm-up included): ours 2, released 4" in text  # reuse per image
+    # reuse per image: ours embeds the one image per round (warm-up, measured, repeat), released per expression
+    assert "SAM image embeddings computed (warm-up and repeat included): ours 3, released 4" in text
     assert text.strip() in proc.stdout  # also printed
 
 
 def test_ours_only_fast_settings_subset(tmp_path):
     """The device script's fast phase: half-precision SD, TF32 switch, no released variants."""
     out = tmp_path / "ours.md"
-    _run(out, "--n", "1", "--stages", "2", "--skip-released", "--dtype", "bfloat16", "--tf32")
+    _run(out, "--n", "1", "--stages", "2", "--skip-released", "--dtype", "bfloat16", "--tf32", "--no-repeat-check")
     text = out.read_text()
     assert _row(text, "2 focus", "ours")[0].startswith("bfloat16 +TF32, 1 x 1")
     assert _row(text, "2 focus", "ours")[2] == "1"
     assert _row(text, "2 focus", "released") is None and _row(text, "1 overview", "ours") is None
     assert "| skipped | skipped |" in text
+    assert "run-to-run" not in text
 
 
 def test_full_scale_rejects_a_shortened_schedule():
