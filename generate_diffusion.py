@@ -53,7 +53,9 @@ def build_config(args: argparse.Namespace) -> FocusConfig:
             dtype=args.dtype, storage_dtype=args.storage_dtype, save_full_64=args.save_full_64,
             save_self_16=args.save_self_16, save_cross=args.save_cross)
     except ValueError as exc:
-        raise SystemExit(f"error: {exc}") from None
+        from rsvg_zeroov.runner import usage_error
+
+        usage_error(str(exc))
 
 
 def main(argv=None) -> int:

@@ -73,7 +73,9 @@ def build_config(args: argparse.Namespace) -> OverviewConfig:
             min_pixels=args.min_pixels, max_new_tokens=args.max_new_tokens, min_new_tokens=args.min_new_tokens,
             batch_size=args.batch_size, greedy=args.greedy, dtype=args.dtype)
     except ValueError as exc:
-        raise SystemExit(f"error: {exc}") from None
+        from rsvg_zeroov.runner import usage_error
+
+        usage_error(str(exc))
 
 
 def run_single(args: argparse.Namespace, config: OverviewConfig, device: str) -> int:

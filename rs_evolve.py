@@ -56,14 +56,14 @@ def build_config(args: argparse.Namespace) -> EvolveConfig:
         try:
             resolutions = tuple(int(r) for r in args.resolutions.split(","))
         except ValueError:
-            raise SystemExit(f"error: --resolutions expects e.g. 32,64, got {args.resolutions!r}") from None
+            runner.usage_error(f"--resolutions expects e.g. 32,64, got {args.resolutions!r}")
     try:
         return EvolveConfig().override(
             k=args.k, tau=args.tau, alpha=args.alpha, resolutions=resolutions, fidelity=args.fidelity,
             use_dm=args.use_dm, use_evolve=args.use_evolve, sam=args.sam, sam_type=args.sam_type,
             sam_checkpoint=args.sam_checkpoint, save_maps=args.save_maps)
     except ValueError as exc:
-        raise SystemExit(f"error: {exc}") from None
+        runner.usage_error(str(exc))
 
 
 def main(argv=None) -> int:
@@ -79,7 +79,7 @@ def main(argv=None) -> int:
         from rsvg_zeroov.evolve.sweep import parse_grid, run_sweep
 
         if world > 1:
-            raise SystemExit("error: --sweep scores the whole run in one process; drop --shard/torchrun")
+            runner.usage_error("--sweep scores the whole run in one process; drop --shard/torchrun")
         try:
             parse_grid(args.sweep, config)
             get_protocol(args.protocol)

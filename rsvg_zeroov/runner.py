@@ -18,7 +18,7 @@ import traceback
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator, NoReturn, Sequence
 
 from .rundir import RunDir, save_json
 
@@ -55,6 +55,12 @@ def resolve_out(args: argparse.Namespace) -> RunDir:
     return RunDir(out)
 
 
+def usage_error(message: str) -> NoReturn:
+    """A bad command line or setting: one line on stderr, exit status 2 (as argparse does)."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def parse_shard(spec: str | None) -> tuple[int, int]:
     """``"I/N"`` -> (I, N); default from torchrun's RANK/WORLD_SIZE, else (0, 1)."""
     if spec is None:
@@ -64,9 +70,9 @@ def parse_shard(spec: str | None) -> tuple[int, int]:
             rank_s, world_s = spec.split("/")
             rank, world = int(rank_s), int(world_s)
         except ValueError:
-            raise SystemExit(f"error: --shard expects I/N (e.g. 0/4), got {spec!r}") from None
+            usage_error(f"--shard expects I/N (e.g. 0/4), got {spec!r}")
     if world < 1 or not 0 <= rank < world:
-        raise SystemExit(f"error: shard {rank}/{world} is out of range (need 0 <= I < N)")
+        usage_error(f"shard {rank}/{world} is out of range (need 0 <= I < N)")
     return rank, world
 
 
@@ -78,13 +84,12 @@ def load_run_samples(args: argparse.Namespace) -> list:
     from .datasets.files import deferred_image_errors
 
     if not args.root:
-        raise SystemExit("error: --root is required with --dataset")
+        usage_error("--root is required with --dataset")
     try:
         with deferred_image_errors() as bad_images:
             samples = load_samples(args.dataset, args.root, args.split, **dataset_options(args))
     except DatasetError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+        usage_error(str(exc))
     if args.limit is not None:
         samples = samples[: max(args.limit, 0)]
     # A damaged image fails its own samples (recorded by run_stage), not the whole run.

@@ -168,12 +168,21 @@ def test_shards_write_their_samples_and_predictions_cover_the_run(crafted):
     assert [p["sample_id"] for p in read_jsonl(run.predictions)] == IDS
 
 
-def test_bad_arguments_exit_cleanly(crafted):
+def test_bad_arguments_exit_cleanly(crafted, capsys):
+    """Every bad setting: exit status 2 and one line on stderr, before any sample is touched."""
     jsonl, run, _ = crafted
-    for bad in (["--fidelity", "paper"], ["--resolutions", "8"], ["--resolutions", "x"], ["--k", "0"]):
+    for bad in (["--fidelity", "paper"], ["--resolutions", "8"], ["--resolutions", "x"], ["--k", "0"],
+                ["--shard", "2/2"], ["--shard", "half"], ["--sweep", "k=5", "--shard", "0/2"]):
+        capsys.readouterr()
         with pytest.raises(SystemExit) as exc:
             cli(jsonl, run, "--no-sam", *bad)
-        assert exc.value.code not in (0, None)
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert exc.value.code == 2, bad
+        if lines[0].startswith("usage:"):  # argparse's own checks (choices): usage, then the error
+            assert ": error:" in lines[-1], (bad, lines)
+        else:  # ours: exactly one line
+            assert len(lines) == 1 and lines[0].startswith("error: "), (bad, lines)
+    assert not (run.root / "masks").exists()
 
 
 def test_mask_png_round_trips_through_every_reader(tmp_path):

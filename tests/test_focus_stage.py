@@ -143,6 +143,8 @@ def test_shell_wrapper_runs_the_stage(tmp_path, tiny_dir):
 
 
 @pytest.mark.parametrize("flag,value", [("--steps", "0"), ("--batch-size", "0")])
-def test_bad_flag_values_exit_with_message(flag, value, tmp_path):
-    with pytest.raises(SystemExit, match="FocusConfig"):
+def test_bad_flag_values_exit_with_message(flag, value, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
         _main(["--dataset", "jsonl", "--root", str(tmp_path), flag, value])
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and len(err.splitlines()) == 1 and "FocusConfig" in err, err
