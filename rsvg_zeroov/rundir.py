@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import tempfile
 from functools import lru_cache
@@ -187,6 +188,7 @@ def _zero_block(n: int) -> bytes:
 
 # --------------------------------------------------------------------------------------- reading
 NPY_MAGIC = b"\x93NUMPY"
+NPY_MAX_HEADER = 10_000  # NumPy's own default limit (np.load max_header_size)
 
 
 class NpyBuffer:
@@ -225,7 +227,11 @@ def read_npy(path: str | os.PathLike, shape: tuple[int | None, ...] | None = Non
                                   or any(s is not None and s != a for s, a in zip(shape, stored_shape))):
             expected = ", ".join("*" if s is None else str(s) for s in shape)
             raise DumpError(f"{path}: shape {stored_shape}, expected ({expected})")
-        nbytes = int(np.prod(stored_shape, dtype=np.int64)) * dtype.itemsize
+        nbytes = math.prod(stored_shape) * dtype.itemsize
+        available = os.fstat(f.fileno()).st_size - f.tell()
+        if available < nbytes:  # checked before allocating: a damaged header may claim terabytes
+            raise DumpError(f"{path}: truncated .npy ({available} of {nbytes} data bytes); "
+                            f"delete it and rerun its stage")
         mem = buffer.get(nbytes) if buffer is not None else np.empty(nbytes, dtype=np.uint8)
         view, got = memoryview(mem), 0
         while got < nbytes:
@@ -256,13 +262,16 @@ def _npy_header(f, path: Path) -> tuple[np.dtype, tuple[int, ...], bool]:
         size = int.from_bytes(pre[8:10], "little")
     else:
         size = int.from_bytes(pre[8:10] + f.read(2), "little")
+    if size > NPY_MAX_HEADER:
+        raise DumpError(f"{path}: .npy header of {size} bytes (more than {NPY_MAX_HEADER}); not a dump")
     header = f.read(size)
     if len(header) != size:
         raise DumpError(f"{path}: truncated .npy header; delete it and rerun its stage")
     try:
         return _parse_npy_header(header)
-    except (ValueError, SyntaxError, TypeError, KeyError) as exc:
-        raise DumpError(f"{path}: unreadable .npy header ({exc}); delete it and rerun its stage") from None
+    except (ValueError, SyntaxError, TypeError, KeyError, RecursionError, MemoryError) as exc:
+        raise DumpError(f"{path}: unreadable .npy header ({type(exc).__name__}: {exc}); "
+                        f"delete it and rerun its stage") from None
 
 
 @lru_cache(maxsize=64)

@@ -49,7 +49,14 @@ def test_read_npy_reuses_its_buffer_and_validates(tmp_path):
     for data, msg in [(b"", "not a .npy"), (b"\x93NUMPY\x01\x00\x76\x00{'descr'", "truncated .npy header"),
                       (b"PK\x03\x04 not numpy at all", "not a .npy"),
                       (a.read_bytes()[:-5], "truncated .npy"),
-                      (b"\x93NUMPY\x01\x00\x10\x00__import__('os')", "unreadable .npy header")]:
+                      (b"\x93NUMPY\x01\x00\x10\x00__import__('os')", "unreadable .npy header"),
+                      (b"\x93NUMPY\x01\x00\x30\x00{'descr': '<f4', 'fortran_order': False, 'shape': (10**6,)}",
+                       "unreadable .npy header"),  # an expression, not a literal
+                      (_header_only("{'descr': '<f4', 'fortran_order': False, 'shape': (1000000000000,), }"),
+                       r"truncated .npy \(0 of 4000000000000 data bytes\)"),  # refused before allocating
+                      (b"\x93NUMPY\x02\x00\xff\xff\xff\x00", r"\.npy header of 16777215 bytes"),
+                      (_header_only("{'descr': '<f4', 'fortran_order': False, 'shape': " + "(" * 200 + ")" * 200
+                                    + "}"), "unreadable .npy header")]:
         bad.write_bytes(data)
         with pytest.raises(DumpError, match=f"bad.npy: {msg}"):
             read_npy(bad)
@@ -65,6 +72,13 @@ def test_read_npy_reuses_its_buffer_and_validates(tmp_path):
     assert np.isinf(read_npy(bad)).any()
     with pytest.raises(DumpError, match="NaN or Inf"):
         load_npy(bad)
+
+
+def _header_only(text: str) -> bytes:
+    """A version-1 .npy header (padded as NumPy pads it) with no data after it."""
+    body = text.encode("latin1")
+    body += b" " * (-(10 + len(body) + 1) % 64) + b"\n"
+    return b"\x93NUMPY\x01\x00" + len(body).to_bytes(2, "little") + body
 
 
 def _configs():

@@ -86,13 +86,13 @@ class SReader:
 
         total = torch.from_numpy(self._total)
         for i, name in enumerate(self.names):
-            mat = torch.from_numpy(_read_matrix(self.run, sid, name, self._buffer))
+            mat = _read_matrix(self.run, sid, name, self._buffer)
             if i == 0:
-                total.copy_(mat)
-            elif mat.dtype == torch.float32:
-                np.add(self._total, mat.numpy(), out=self._total)
+                total.copy_(torch.from_numpy(mat))
+            elif mat.dtype == np.float32:
+                np.add(self._total, mat, out=self._total)
             else:
-                total.add_(mat)  # float16 promoted to float32 element-wise: the float32 sum
+                total.add_(torch.from_numpy(mat))  # float16 promoted element-wise: the float32 sum
         if len(self.names) > 1:
             self._total *= np.float32(1.0 / len(self.names))
         if not math.isfinite(float(total.sum())):

@@ -2,13 +2,15 @@
 
 One append-only JSON-lines file per rank, ``RUN/evolve/records-<rank>.jsonl``. The masks of a batch
 are written without a per-file fsync; appending the batch's records first flushes the file system
-once (``syncfs``), so a record is never on disk before its mask, then writes the lines in one
-``write`` and fsyncs them. A record names the
-config fingerprint it was computed under and the size and CRC-32 of the mask PNG it describes, so a
-record counts only while the mask file on disk is exactly the one it was written with: a mask lost
-or cut short by a crash, overwritten by a run with other settings, or edited by hand makes its
-sample "not done" again. A torn last line (a killed process) is skipped. Reruns append; the newest
-record that matches the mask on disk wins.
+once (``syncfs``), so no record reaches the disk before its mask, then writes the lines in one
+``write`` and fsyncs them.
+
+A record names the config fingerprint it was computed under and the size and CRC-32 of the mask
+PNG it describes, so it counts only while the mask file on disk is exactly the one it was written
+with: a mask lost or cut short by a crash, overwritten by a run with other settings, or edited by
+hand makes its sample "not done" again. A torn last line (a killed process) is skipped. Reruns
+append; of several records that match the mask on disk (identical masks, hence identical boxes)
+the last one read is used.
 """
 from __future__ import annotations
 
@@ -73,8 +75,8 @@ class Records:
             self._by_id[rec["sample_id"]].append(rec)
 
     def valid(self, sid: str, fingerprint: str) -> dict | None:
-        """The newest record of ``sid`` under ``fingerprint`` whose mask file is byte-for-byte the one
-        it was written with, or None."""
+        """A record of ``sid`` under ``fingerprint`` whose mask file is byte-for-byte the one it was
+        written with (the last one read, if several), or None."""
         mask_rel = self.run.mask_rel(sid)
         candidates = [r for r in self._by_id.get(sid, ()) if r["config"] == fingerprint and r["mask"] == mask_rel]
         if not candidates:
