@@ -168,7 +168,7 @@ def table(rows: dict, args, command: str, load: str) -> str:
         f"wall (target >= 2x)",
         f"- released / ours peak memory during generation: {mem['released'] / max(mem['ours'], 1e-9):.1f}x "
         f"(target >= 3x); process peak RSS ratio {peak['released'] / peak['ours']:.2f}x", "",
-        "CPU time (time.process_time of the single-threaded worker) is reported beside wall time because the "
+        "CPU time (time.process_time of the worker process, all its threads) is reported beside wall time because the "
         "machine is shared: it is what the variant computes, insensitive to other processes' load.",
         "Memory during generation = peak minus the memory before the call, model and inputs loaded "
         + ("(torch.cuda.max_memory_allocated)." if mem_key == "gen_cuda_mb" else "(RSS sampled every 0.5 ms "
