@@ -196,6 +196,69 @@ def test_sigkill_then_resume_is_byte_identical(reference, data, tiny_dir, tmp_pa
     assert _tree(run) == _tree(reference)
 
 
+def _stage3_inputs(run: Path, n: int, templates: Path) -> None:
+    """Stage 1/2 dumps of ``n`` samples as hard links to 7 template samples (no disk cost)."""
+    for i in range(n):
+        src, sid = templates / f"t{i % 7}", f"s{i:04d}"
+        (run / "overview").mkdir(parents=True, exist_ok=True)
+        (run / "focus" / sid).mkdir(parents=True, exist_ok=True)
+        for ext in ("npy", "json"):
+            os.link(src / f"overview.{ext}", run / "overview" / f"{sid}.{ext}")
+        for f in (src / "focus").iterdir():
+            os.link(f, run / "focus" / sid / f.name)
+
+
+def test_sigkill_in_stage3_then_resume_is_byte_identical(tmp_path):
+    """Stage 3 killed while writing: masks whose records were not yet appended are redone, and the
+    run ends byte-identical to an uninterrupted one (masks, predictions.jsonl, record lines)."""
+    from rsvg_zeroov.rundir import FOCUS_64TO32, FOCUS_SELF_32, RunDir, save_json, save_npy
+
+    n, rng = 600, np.random.default_rng(0)
+    data = tmp_path / "data"
+    data.mkdir()
+    Image.fromarray(np.zeros((60, 80, 3), np.uint8)).save(data / "scene.png")
+    (data / "test.jsonl").write_text("".join(json.dumps({"id": f"s{i:04d}", "image": "scene.png",
+                                                         "expression": "x"}) + "\n" for i in range(n)))
+    templates = tmp_path / "templates"
+    s = rng.random((1024, 1024)).astype(np.float32) ** 8
+    s /= s.sum(1, keepdims=True)
+    for t in range(7):
+        tdir = templates / f"t{t}"
+        a_c = rng.random((29, 29)).astype(np.float32)
+        save_npy(tdir / "overview.npy", np.repeat(a_c[None], 5, axis=0))
+        save_json(tdir / "overview.json", {"grid": [29, 29], "layers": [16, 17, 18, 19], "weights": [0.1, 0.1, 0.3, 0.5]})
+        save_npy(tdir / "focus" / FOCUS_SELF_32, s.reshape(32, 32, 1024).astype(np.float16))
+        for name in FOCUS_64TO32.values():
+            save_npy(tdir / "focus" / name, s.T.astype(np.float16))
+    ref, killed = tmp_path / "ref", tmp_path / "killed"
+    for run in (ref, killed):
+        _stage3_inputs(run, n, templates)
+    def argv(run):
+        return [sys.executable, str(REPO / "rs_evolve.py"), *_data_args(data / "test.jsonl", run), "--no-sam",
+                "--batch-size", "16"]
+
+    records = RunDir(killed).evolve_records(0)
+    proc = subprocess.Popen(argv(killed), env=_env(tmp_path), cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and proc.poll() is None and not (records.exists() and records.stat().st_size):
+            time.sleep(0.002)
+        time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    done = len(records.read_text().splitlines())
+    assert 0 < done < n, f"the kill should land part-way through the run ({done} of {n} records)"
+    assert not RunDir(killed).predictions.exists()
+    import rs_evolve  # the resumed and the reference run in this process (no second start-up)
+
+    for run in (killed, ref):
+        assert rs_evolve.main(argv(run)[2:]) == 0
+    assert len(RunDir(killed).predictions.read_text().splitlines()) == n
+    assert _tree(killed) == _tree(ref)
+
+
 def test_corrupt_dump_is_recomputed_and_named_downstream(reference, data, tiny_dir, tmp_path):
     import shutil
 
