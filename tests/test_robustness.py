@@ -233,6 +233,7 @@ def test_sigkill_in_stage3_then_resume_is_byte_identical(tmp_path):
     ref, killed = tmp_path / "ref", tmp_path / "killed"
     for run in (ref, killed):
         _stage3_inputs(run, n, templates)
+
     def argv(run):
         return [sys.executable, str(REPO / "rs_evolve.py"), *_data_args(data / "test.jsonl", run), "--no-sam",
                 "--batch-size", "16"]
