@@ -10,8 +10,9 @@ import pytest
 from evolve_helpers import make_crafted_run, write_focus
 from rsvg_zeroov.evolve.config import EvolveConfig
 from rsvg_zeroov.evolve.interaction import SReader, focus_names, load_s, mean_s
-from rsvg_zeroov.rundir import (FOCUS_64TO32, FOCUS_SELF_32, DumpError, NpyBuffer, RunDir, encode_mask_png,
-                                load_npy, read_npy, save_npy)
+from rsvg_zeroov.maskpng import encode_mask_png
+from rsvg_zeroov.npyio import DumpError, NpyBuffer, load_npy, read_npy
+from rsvg_zeroov.rundir import FOCUS_64TO32, FOCUS_SELF_32, RunDir, save_npy
 
 
 def _write_npy(path, arr, **kw):

@@ -12,7 +12,8 @@ from typing import Iterable
 
 import numpy as np
 
-from ..rundir import FOCUS_16TO32, FOCUS_64TO32, FOCUS_SELF_32, DumpError, NpyBuffer, RunDir, all_finite, read_npy
+from ..npyio import NpyBuffer, all_finite, read_npy
+from ..rundir import FOCUS_16TO32, FOCUS_64TO32, FOCUS_SELF_32, DumpError, RunDir
 from .config import GRID, N_TOKENS, EvolveConfig
 from .resample import resize_bilinear
 
