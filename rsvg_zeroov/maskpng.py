@@ -7,6 +7,8 @@ from functools import lru_cache
 
 import numpy as np
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
 
 def encode_mask_png(mask: np.ndarray) -> bytes:
     """PNG bytes of a bool (H, W) mask: 8-bit grayscale, pixels 0/255, filter type 0, one zlib stream.
@@ -37,8 +39,15 @@ def encode_mask_png(mask: np.ndarray) -> bytes:
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0))
+    return (PNG_SIGNATURE + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0))
             + chunk(b"IDAT", stream) + chunk(b"IEND", b""))
+
+
+def png_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a PNG's first 24 bytes, or None if they are not a PNG header."""
+    if len(data) < 24 or data[:8] != PNG_SIGNATURE or data[12:16] != b"IHDR":
+        return None
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
 
 
 def _adler32_zeros(adler: int, n: int) -> int:

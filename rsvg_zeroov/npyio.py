@@ -130,15 +130,12 @@ def all_finite(arr: np.ndarray) -> bool:
     return bool(np.isfinite(arr).all())
 
 
-def load_npy(path: str | os.PathLike, shape: tuple[int | None, ...] | None = None, *,
-             as_float32: bool = True) -> np.ndarray:
+def load_npy(path: str | os.PathLike, shape: tuple[int | None, ...] | None = None) -> np.ndarray:
     """Load a float16/float32 ``.npy`` dump as float32, checking it is finite and of ``shape``.
 
     ``None`` entries in ``shape`` match any size. Raises :class:`DumpError` naming the file.
-    ``as_float32=False`` returns the validated array in its stored dtype (the caller converts;
-    NumPy's float16 cast is slow, ~2 ms per 1024 x 1024 matrix).
     """
     arr = read_npy(path, shape)
     if not all_finite(arr):
         raise DumpError(f"{Path(path)}: contains NaN or Inf")
-    return arr.astype(np.float32, copy=False) if as_float32 else arr
+    return arr.astype(np.float32, copy=False)

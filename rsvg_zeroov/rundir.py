@@ -219,13 +219,10 @@ class RunDir:
         except DumpError:
             return False
 
-    def load_focus(self, sid: str, name: str, *, as_float32: bool = True) -> np.ndarray:
-        """Load one stage-2 map as a float32 (N, N) query-by-key matrix (N = r*r on the 32 grid).
-
-        ``as_float32=False`` keeps the stored dtype (float16 or float32), see :func:`load_npy`.
-        """
+    def load_focus(self, sid: str, name: str) -> np.ndarray:
+        """Load one stage-2 map as a float32 (N, N) query-by-key matrix (N = r*r on the 32 grid)."""
         path = self.focus_file(sid, name)
-        arr = load_npy(path, as_float32=as_float32)
+        arr = load_npy(path)
         if arr.ndim == 3:  # (r, r, r*r) layout of self_32 / self_16
             r = arr.shape[0]
             if arr.shape != (r, r, r * r):

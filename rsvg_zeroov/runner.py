@@ -55,6 +55,15 @@ def resolve_out(args: argparse.Namespace) -> RunDir:
     return RunDir(out)
 
 
+def default_workers(cap: int = 8) -> int:
+    """One worker per CPU core this process may use, at most ``cap``."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        n = os.cpu_count() or 1
+    return max(1, min(n, cap))
+
+
 def usage_error(message: str) -> NoReturn:
     """A bad command line or setting: one line on stderr, exit status 2 (as argparse does)."""
     print(f"error: {message}", file=sys.stderr)
@@ -167,14 +176,15 @@ def run_stage(stage: str, run: RunDir, samples: Sequence, is_done: Callable, pro
     t0 = time.perf_counter()
     todo = [s for s in samples if not is_done(s)]
     skipped = len(samples) - len(todo)
-    failed = 0
-    for s in [s for s in todo if image_error(s)]:
-        failed += 1
-        record_failure(run, s.sample_id, stage, ValueError(image_error(s)))
-    todo = [s for s in todo if not image_error(s)]
+    errors = {s.sample_id: image_error(s) for s in todo}
+    for s in todo:
+        if errors[s.sample_id]:
+            record_failure(run, s.sample_id, stage, ValueError(errors[s.sample_id]))
+    bad_images = sum(1 for e in errors.values() if e)
+    failed = bad_images
+    todo = [s for s in todo if not errors[s.sample_id]]
     batches = [todo[i:i + batch_size] for i in range(0, len(todo), max(batch_size, 1))]
     bar = progress(range(len(todo)), len(todo), desc or stage)
-    total_failed_before = failed
     for batch in batches:
         try:
             process(batch)
@@ -195,7 +205,7 @@ def run_stage(stage: str, run: RunDir, samples: Sequence, is_done: Callable, pro
     bar.close()
     by_id = {s.sample_id: s for s in samples}
     prune_failures(run, stage, lambda sid: sid in by_id and is_done(by_id[sid]))
-    report = StageReport(len(samples), skipped, len(todo) - (failed - total_failed_before), failed,
+    report = StageReport(len(samples), skipped, len(todo) - (failed - bad_images), failed,
                          time.perf_counter() - t0)
     print(f"[{stage}] {report.done} done, {report.skipped} already done (resumed), "
           f"{report.failed} failed, {report.seconds:.1f}s -> {run.root}", file=sys.stderr)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import NoReturn
 
 try:
     import rsvg_zeroov  # noqa: F401  (installed with pip -e)
@@ -28,7 +27,7 @@ except ImportError:  # run from a plain checkout: make the package importable
 
 from rsvg_zeroov.evaluation import PROTOCOLS, default_workers
 from rsvg_zeroov.rundir import DumpError
-from rsvg_zeroov.runner import add_dataset_args, load_run_samples, resolve_out
+from rsvg_zeroov.runner import add_dataset_args, load_run_samples, resolve_out, usage_error
 
 AUTO_POOL = 32  # fewer samples are drawn in this process (starting workers costs seconds)
 
@@ -49,12 +48,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def fail(message: str) -> NoReturn:
-    """Bad arguments, data set or run settings: one error line, exit status 2."""
-    print(f"error: {message}", file=sys.stderr)
-    raise SystemExit(2)
-
-
 def select(samples: list, ids: list[str] | None) -> list:
     """The samples named by --sample (in the order given), or all; exits 2 on an unknown id."""
     if not ids:
@@ -62,7 +55,7 @@ def select(samples: list, ids: list[str] | None) -> list:
     by_id = {s.sample_id: s for s in samples}
     unknown = [i for i in ids if i not in by_id]
     if unknown:
-        fail(f"--sample: no sample {', '.join(map(repr, unknown))} in this data set split (after --limit); "
+        usage_error(f"--sample: no sample {', '.join(map(repr, unknown))} in this data set split (after --limit); "
              "list the ids with python -m rsvg_zeroov.datasets")
     return [by_id[i] for i in dict.fromkeys(ids)]
 
@@ -70,17 +63,17 @@ def select(samples: list, ids: list[str] | None) -> list:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.shard is not None:
-        fail("--shard: the index page needs every panel; run tools/visualize.py once, with --workers")
+        usage_error("--shard: the index page needs every panel; run tools/visualize.py once, with --workers")
     from rsvg_zeroov.visualize import load_evolve_config, visualize_run
 
     samples = select(load_run_samples(args), args.sample)
     run = resolve_out(args)
     if not run.root.is_dir():
-        fail(f"{run.root}: run directory not found (pass the --out of the stage scripts)")
+        usage_error(f"{run.root}: run directory not found (pass the --out of the stage scripts)")
     try:
         config = load_evolve_config(run)
     except DumpError as exc:
-        fail(str(exc))
+        usage_error(str(exc))
     workers = args.workers if args.workers is not None else default_workers() if len(samples) >= AUTO_POOL else 1
     report = visualize_run(run, samples, config=config, protocol=args.protocol, title=args.title,
                            workers=max(1, workers))

@@ -14,6 +14,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from ..maskpng import png_size
 from .base import Box, DatasetError
 
 # When set (see deferred_image_errors), an unreadable image header does not fail the whole data set:
@@ -122,7 +123,6 @@ def _pil_size(path: Path) -> tuple[int, int]:
         raise DatasetError(f"{path}: unreadable image ({exc})") from None
 
 
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # JPEG start-of-frame markers (C0-CF except DHT C4, JPG C8, DAC CC) carry the frame size
 _SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 
@@ -135,8 +135,9 @@ def _png_jpeg_size(path: Path) -> tuple[int, int] | None:
     """
     with open(path, "rb") as f:
         head = f.read(24)
-        if head[:8] == _PNG_SIGNATURE and head[12:16] == b"IHDR":
-            return struct.unpack(">II", head[16:24])
+        size = png_size(head)
+        if size is not None:
+            return size
         if head[:2] != b"\xff\xd8":
             return None
         f.seek(2)

@@ -7,7 +7,6 @@ picklable); only the per-sample counts (:class:`SampleScore`) come back to the p
 from __future__ import annotations
 
 import multiprocessing as mp
-import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -19,20 +18,11 @@ import numpy as np
 
 from ..datasets.base import DatasetError, Sample
 from ..rundir import RunDir, save_json
+from ..runner import default_workers
 from .predictions import EvalInputError, Prediction, decode_gray8_png, load_pred_mask, read_predictions
 from .protocols import Protocol, get_protocol
 from .scoring import SampleScore, missing_score, per_category, score_sample, summarize
 
-MAX_DEFAULT_WORKERS = 8
-
-
-def default_workers() -> int:
-    """One worker per CPU core this process may use (at most 8)."""
-    try:
-        n = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        n = os.cpu_count() or 1
-    return max(1, min(n, MAX_DEFAULT_WORKERS))
 
 
 def load_gt_mask(sample: Sample) -> np.ndarray | None:

@@ -18,9 +18,8 @@ from typing import Collection
 
 import numpy as np
 
+from ..maskpng import PNG_SIGNATURE
 from ..rundir import RunDir
-
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 class EvalInputError(ValueError):

@@ -12,7 +12,7 @@ from typing import Iterable
 
 import numpy as np
 
-from ..npyio import NpyBuffer, all_finite, read_npy
+from ..npyio import NpyBuffer, load_npy, read_npy
 from ..rundir import FOCUS_16TO32, FOCUS_64TO32, FOCUS_SELF_32, DumpError, RunDir
 from .config import GRID, N_TOKENS, EvolveConfig
 from .resample import resize_bilinear
@@ -102,9 +102,7 @@ class SReader:
 
     def _name_non_finite(self, sid: str) -> None:
         for name in self.names:
-            path = self.run.focus_file(sid, name)
-            if not all_finite(read_npy(path)):
-                raise DumpError(f"{path}: contains NaN or Inf")
+            load_npy(self.run.focus_file(sid, name))  # raises, naming the file, if it is not finite
         if not np.isfinite(self._total).all():  # finite inputs: the sum cannot overflow, but be sure
             raise DumpError(f"{self.run.focus_dir(sid)}: the mean of {self.names} is not finite")
 

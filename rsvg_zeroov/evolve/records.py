@@ -19,6 +19,7 @@ import os
 import zlib
 from collections import defaultdict
 
+from ..maskpng import png_size
 from ..rundir import RunDir, sync_filesystem
 
 PREDICTION_KEYS = ("sample_id", "box", "mask", "sam_score")
@@ -42,7 +43,7 @@ class Records:
     def reload(self) -> None:
         """(Re)read every rank's file; lines that do not parse as a complete record are skipped."""
         self._by_id.clear()
-        for path in sorted(self.run.evolve_records_files()):
+        for path in self.run.evolve_records_files():
             try:
                 text = path.read_text(errors="replace")
             except OSError:
@@ -74,9 +75,10 @@ class Records:
         for rec in records:
             self._by_id[rec["sample_id"]].append(rec)
 
-    def valid(self, sid: str, fingerprint: str) -> dict | None:
+    def valid(self, sid: str, fingerprint: str, size: tuple[int, int] | None = None) -> dict | None:
         """A record of ``sid`` under ``fingerprint`` whose mask file is byte-for-byte the one it was
-        written with (the last one read, if several), or None."""
+        written with (the last one read, if several), or None; with ``size`` = (width, height),
+        also None unless the mask PNG has that size."""
         mask_rel = self.run.mask_rel(sid)
         candidates = [r for r in self._by_id.get(sid, ()) if r["config"] == fingerprint and r["mask"] == mask_rel]
         if not candidates:
@@ -85,9 +87,11 @@ class Records:
             png = self.run.mask_png(sid).read_bytes()
         except OSError:
             return None
-        size, crc = len(png), zlib.crc32(png)
+        if size is not None and png_size(png) != tuple(size):
+            return None
+        n_bytes, crc = len(png), zlib.crc32(png)
         for rec in reversed(candidates):
-            if rec["png_bytes"] == size and rec["png_crc32"] == crc:
+            if rec["png_bytes"] == n_bytes and rec["png_crc32"] == crc:
                 return rec
         return None
 

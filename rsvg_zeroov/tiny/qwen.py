@@ -26,8 +26,6 @@ VISION = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, patch_
               temporal_patch_size=2, window_size=112, fullatt_block_indexes=[1], out_hidden_size=64,
               tokens_per_second=2)
 QK_GAIN = 5.0  # text q/k projections scaled after init: peaked attention, input-dependent answers
-# The Qwen2.5-VL-*-Instruct preprocessor bounds (also qwen_vl_utils' image defaults).
-MIN_PIXELS, MAX_PIXELS = 4 * 28 * 28, 16384 * 28 * 28
 
 # The Qwen2.5-VL chat format: default system turn, images as <|vision_start|><|image_pad|><|vision_end|>.
 CHAT_TEMPLATE = (
@@ -100,14 +98,16 @@ def _processor(tokenizer):
     from transformers.models.qwen2_vl.image_processing_qwen2_vl import Qwen2VLImageProcessor
     from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
 
-    bounds = dict(min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS, patch_size=14, merge_size=2, temporal_patch_size=2)
+    from ..overview.prompt import QWEN_VL_MAX_PIXELS, QWEN_VL_MIN_PIXELS  # the Instruct checkpoints' bounds too
+
+    bounds = dict(min_pixels=QWEN_VL_MIN_PIXELS, max_pixels=QWEN_VL_MAX_PIXELS, patch_size=14, merge_size=2, temporal_patch_size=2)
     return Qwen2_5_VLProcessor(image_processor=Qwen2VLImageProcessor(**bounds),
                                tokenizer=tokenizer, video_processor=Qwen2VLVideoProcessor(**bounds),
                                chat_template=CHAT_TEMPLATE)
 
 
 def build_tiny_qwen(out_dir: str | os.PathLike, seed: int = 0, text: dict | None = None,
-                    vision: dict | None = None, qk_gain: float = QK_GAIN) -> Path:
+                    vision: dict | None = None) -> Path:
     """Write the tiny Qwen2.5-VL folder at ``out_dir`` (weights float32, seeded) and return its path.
 
     ``text`` / ``vision`` update :data:`TEXT` / :data:`VISION` (e.g. a mid-size random config for
@@ -122,16 +122,13 @@ def build_tiny_qwen(out_dir: str | os.PathLike, seed: int = 0, text: dict | None
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
     assert list(ids.values()) == list(range(BPE_VOCAB, BPE_VOCAB + len(SPECIAL_TOKENS))), ids
     config = _config(ids, {**TEXT, **(text or {})}, {**VISION, **(vision or {})})
-    state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    try:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
         model = Qwen2_5_VLForConditionalGeneration(config).to(torch.float32).eval()
         with torch.no_grad():
             for layer in model.model.language_model.layers:
-                layer.self_attn.q_proj.weight.mul_(qk_gain)
-                layer.self_attn.k_proj.weight.mul_(qk_gain)
-    finally:
-        torch.random.set_rng_state(state)
+                layer.self_attn.q_proj.weight.mul_(QK_GAIN)
+                layer.self_attn.k_proj.weight.mul_(QK_GAIN)
     model.generation_config = _generation_config(ids)
     model.save_pretrained(out)
     _processor(tokenizer).save_pretrained(out)

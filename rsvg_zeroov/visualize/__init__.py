@@ -9,11 +9,11 @@ loops over samples. Importing this package loads NumPy and SciPy (via :mod:`rsvg
 when a panel is drawn, torch only when float16 focus dumps are converted.
 """
 from .data import PanelData, gather, load_evolve_config, load_maps_npz
-from .driver import VisualizeReport, index_path, panel_path, panel_rel, visualize_run
+from .driver import VisualizeReport, visualize_run
 from .index import IndexEntry, render_index
 from .panel import render_panel
 
 __all__ = [
-    "IndexEntry", "PanelData", "VisualizeReport", "gather", "index_path", "load_evolve_config",
-    "load_maps_npz", "panel_path", "panel_rel", "render_index", "render_panel", "visualize_run",
+    "IndexEntry", "PanelData", "VisualizeReport", "gather", "load_evolve_config",
+    "load_maps_npz", "render_index", "render_panel", "visualize_run",
 ]

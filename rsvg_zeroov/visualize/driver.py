@@ -20,19 +20,6 @@ from .index import IndexEntry, render_index
 from .panel import render_panel
 
 
-def panel_rel(sid: str) -> str:
-    """A panel's path relative to the run directory (how the index links it)."""
-    return RunDir("").panel_rel(sid)
-
-
-def panel_path(run: RunDir, sid: str) -> Path:
-    return run.panel_png(sid)
-
-
-def index_path(run: RunDir) -> Path:
-    return run.index_html
-
-
 @dataclass(frozen=True)
 class VisualizeReport:
     """drawn: one entry per panel written (data set order); skipped: (sample id, error message)."""
@@ -45,8 +32,8 @@ class VisualizeReport:
 def draw_sample(run: RunDir, sample, config: EvolveConfig, protocol: str | None) -> IndexEntry:
     """Gather, render and write one sample's panel; raises ValueError/OSError on bad inputs."""
     data = gather(run, sample, config, protocol)
-    atomic_write_bytes(panel_path(run, sample.sample_id), render_panel(data))
-    return IndexEntry(sample.sample_id, sample.expression, data.iou, data.iou_kind, panel_rel(sample.sample_id))
+    atomic_write_bytes(run.panel_png(sample.sample_id), render_panel(data))
+    return IndexEntry(sample.sample_id, sample.expression, data.iou, data.iou_kind, run.panel_rel(sample.sample_id))
 
 
 def _draw_job(job: tuple) -> tuple[IndexEntry | None, str | None]:
@@ -93,5 +80,5 @@ def visualize_run(run: RunDir | str | Path, samples: Sequence, *, config: Evolve
             skipped.append((sample.sample_id, error))
             print(f"[visualize] skipped {sample.sample_id}: {error}", file=sys.stderr)
     page = render_index(drawn, skipped, title or f"RSVG-ZeroOV run {run.root}")
-    atomic_write_bytes(index_path(run), page.encode("utf-8"))
-    return VisualizeReport(tuple(drawn), tuple(skipped), index_path(run))
+    atomic_write_bytes(run.index_html, page.encode("utf-8"))
+    return VisualizeReport(tuple(drawn), tuple(skipped), run.index_html)
