@@ -5,7 +5,7 @@
 
 Writes per sample (CONTRACTS.md): self_32.npy (32, 32, 1024), self_64to32_released.npy and
 self_64to32_corrected.npy (1024, 1024) in the storage dtype (float16 by default, 6 MB per sample)
-and meta.json (model, steps, guidance, inversion mode, prompt chunks, dtype, timings); opt-in
+and meta.json (model, steps, guidance, inversion mode, prompt chunks, dtype; no timings); opt-in
 --save-full-64, --save-self-16, --save-cross. Resumable, sharded by --shard or torchrun's
 RANK/WORLD_SIZE; failures go to RUN/failures.jsonl and make the exit status 1.
 Defaults (METHOD.md): SD v1.4, 512x512, DDIM 20 steps, guidance 7.5, null-text inversion with at

@@ -11,7 +11,6 @@ random-weight stand-ins (outputs are meaningless; for trying the tool without th
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -45,17 +44,14 @@ def build_config(args):
     from rsvg_zeroov.overview.config import OverviewConfig
     from rsvg_zeroov.pipeline import PipelineConfig
 
-    def over(cfg, **values):
-        return dataclasses.replace(cfg, **{k: v for k, v in values.items() if v is not None})
-
     vlm, sd, sam_type = args.vlm, args.sd, args.sam_type
     if args.tiny:
         vlm, sd, sam_type = vlm or "tiny", sd or "tiny", sam_type or "tiny"
     return PipelineConfig(
-        overview=over(OverviewConfig(), model=vlm, max_new_tokens=args.max_new_tokens),
-        focus=over(FocusConfig(), model=sd, inversion=args.inversion, num_steps=args.steps),
-        evolve=over(EvolveConfig(), sam=False if args.no_sam else None, sam_type=sam_type,
-                    sam_checkpoint=args.sam_checkpoint, fidelity=args.fidelity),
+        overview=OverviewConfig().override(model=vlm, max_new_tokens=args.max_new_tokens),
+        focus=FocusConfig().override(model=sd, inversion=args.inversion, num_steps=args.steps),
+        evolve=EvolveConfig().override(sam=False if args.no_sam else None, sam_type=sam_type,
+                                       sam_checkpoint=args.sam_checkpoint, fidelity=args.fidelity),
         device=args.device)
 
 

@@ -58,8 +58,8 @@ class Protocol:
         assert (self.box_convention == "grid") == (self.box_grid is not None), self
         assert all(0.0 < t < 1.0 for t in self.thresholds), self.thresholds
 
-    def hit(self, iou: float, t: float) -> bool:
-        """Whether one IoU counts as correct at threshold ``t`` under this protocol."""
+    def hit(self, iou, t: float):
+        """Whether an IoU (or, element-wise, an array of IoUs) counts as correct at threshold ``t``."""
         return iou >= t if self.hit_inclusive else iou > t
 
     @property

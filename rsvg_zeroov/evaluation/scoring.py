@@ -117,7 +117,7 @@ def aggregate(ious: Sequence[float], inters: Sequence[float], unions: Sequence[f
     out = {"mIoU": 100.0 * float(arr.mean()) if arr.size else 0.0,
            "oIoU": 100.0 * ratio(float(np.sum(inters, dtype=np.float64)), float(np.sum(unions, dtype=np.float64)))}
     for t in SWEEP:
-        hits = arr >= t if protocol.hit_inclusive else arr > t
+        hits = protocol.hit(arr, t)
         out[pr_key(t)] = 100.0 * float(hits.mean()) if arr.size else 0.0
     return out
 

@@ -62,9 +62,9 @@ class EvolveConfig:
         return dataclasses.replace(self, **{k: v for k, v in values.items() if v is not None})
 
     def fingerprint(self) -> str:
-        """Short hash of every setting that changes the predictions (resume skips only matching records)."""
-        keys = ("k", "tau", "alpha", "resolutions", "fidelity", "use_dm", "use_evolve", "sam",
-                "sam_type", "sam_checkpoint")
+        """Short hash of every setting that changes the predictions (resume skips only matching records):
+        every field but ``save_maps``, so a field added later cannot be left out."""
+        keys = [f.name for f in dataclasses.fields(self) if f.name != "save_maps"]
         blob = json.dumps({k: getattr(self, k) for k in keys}, sort_keys=True)
         return hashlib.sha1(blob.encode()).hexdigest()[:12]
 

@@ -7,6 +7,7 @@ positions, columns = key positions (each row of a self-attention map sums to 1).
 from __future__ import annotations
 
 import math
+import threading
 from contextlib import contextmanager
 from typing import Iterable
 
@@ -107,6 +108,20 @@ class SReader:
             raise DumpError(f"{self.run.focus_dir(sid)}: the mean of {self.names} is not finite")
 
 
+class ThreadReaders:
+    """One :class:`SReader` per thread (for a thread pool working on one run and config)."""
+
+    def __init__(self, run: RunDir, config: EvolveConfig):
+        self.run, self.config = run, config
+        self._local = threading.local()
+
+    def get(self) -> SReader:
+        reader = getattr(self._local, "reader", None)
+        if reader is None:
+            reader = self._local.reader = SReader(self.run, self.config)
+        return reader
+
+
 def _read_matrix(run: RunDir, sid: str, name: str, buffer: NpyBuffer | None = None) -> np.ndarray:
     """One stage-2 32-grid map as a (1024, 1024) query-by-key matrix in its stored dtype, validated
     except for finiteness; a view of ``buffer`` when given."""
@@ -171,12 +186,10 @@ def single_threaded_kernels(enabled: bool = True):
 
 
 def load_inputs(run: RunDir, sid: str, config: EvolveConfig,
-                reader: SReader | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+                reader: SReader) -> tuple[np.ndarray, np.ndarray | None]:
     """(``A_C`` (gh, gw), ``S`` (1024, 1024) or None when the interaction is switched off).
 
-    With a ``reader`` (same run and config), ``S`` is its array, valid until its next read.
+    ``reader`` (same run and config) holds ``S``: valid until its next read.
     """
     a_c = load_a_c(run, sid)
-    if not config.use_dm:
-        return a_c, None
-    return a_c, (reader or SReader(run, config)).read(sid)
+    return a_c, (reader.read(sid) if config.use_dm else None)

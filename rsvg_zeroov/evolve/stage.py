@@ -24,7 +24,7 @@ from ..evaluation.iou import tight_box
 from ..rundir import RunDir, atomic_write_bytes, save_mask_png
 from .config import EvolveConfig
 from .evolve import EvolveResult, evolve
-from .interaction import SReader, load_inputs, single_threaded_kernels
+from .interaction import ThreadReaders, load_inputs, single_threaded_kernels
 from ..runner import default_workers
 from .records import PREDICTION_KEYS, Records, make_record
 
@@ -83,7 +83,7 @@ class EvolveStage:
         self.timer = PhaseTimer()
         self.records = Records(run, rank)
         self._written: set[str] = set()
-        self._local = threading.local()
+        self._readers = ThreadReaders(run, config)
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="evolve")
 
     def close(self) -> None:
@@ -113,11 +113,8 @@ class EvolveStage:
 
     # ------------------------------------------------------------------------------ work
     def _load_evolve(self, sample) -> EvolveResult:
-        reader = getattr(self._local, "reader", None)
-        if reader is None:
-            reader = self._local.reader = SReader(self.run, self.config)
         with self.timer.phase("loading"):
-            a_c, s = load_inputs(self.run, sample.sample_id, self.config, reader)
+            a_c, s = load_inputs(self.run, sample.sample_id, self.config, self._readers.get())
         with self.timer.phase("evolving"):
             return evolve(a_c, s, (sample.height, sample.width), self.config)
 

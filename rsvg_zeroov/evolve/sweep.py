@@ -11,7 +11,6 @@ import io
 import itertools
 import os
 import sys
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Sequence
@@ -19,7 +18,7 @@ from typing import Sequence
 from ..rundir import RunDir, atomic_write_bytes
 from .config import PAPER, EvolveConfig
 from .evolve import evolve_maps, interaction
-from .interaction import SReader, load_inputs, single_threaded_kernels
+from .interaction import SReader, ThreadReaders, load_inputs, single_threaded_kernels
 from .resample import binarise, upsample_window
 
 SWEEP_CSV, SWEEP_MD = "sweep.csv", "sweep.md"
@@ -57,7 +56,7 @@ def parse_grid(spec: str, config: EvolveConfig) -> list[Setting]:
 
 
 def _score_sample(run: RunDir, sample, config: EvolveConfig, settings: Sequence[Setting], protocol,
-                  reader: SReader | None = None):
+                  reader: SReader):
     """({setting: SampleScore}, failed) for one sample; a missing/bad dump is recorded in
     failures.jsonl and the sample scores as missing (IoU 0) under every setting. ``reader``: this
     thread's :class:`SReader` (reused memory)."""
@@ -96,19 +95,14 @@ def sweep(run: RunDir, samples: Sequence, config: EvolveConfig, settings: Sequen
     failed = 0
     scores: dict[Setting, list] = {st: [] for st in settings}
     workers = max(1, workers if workers is not None else min(4, os.cpu_count() or 1))
-    local = threading.local()
-
-    def thread_reader() -> SReader:
-        if not hasattr(local, "reader"):
-            local.reader = SReader(run, config)
-        return local.reader
+    readers = ThreadReaders(run, config)
 
     bar = progress(range(len(samples)), len(samples), SWEEP_STAGE)
     with single_threaded_kernels(), ThreadPoolExecutor(workers, thread_name_prefix="sweep") as pool:
         for i in range(0, len(samples), CHUNK):
             chunk = samples[i:i + CHUNK]
             for result, bad in pool.map(lambda smp: _score_sample(run, smp, config, settings, proto,
-                                                                   thread_reader()), chunk):
+                                                                   readers.get()), chunk):
                 failed += bad
                 for st, sc in result.items():
                     scores[st].append(sc)

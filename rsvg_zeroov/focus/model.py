@@ -198,7 +198,15 @@ class Focus:
         with timer("reconstruction"):
             rec = self._denoise(latent, cond, unconds, sites, store)
         with timer("reduce"):
-            maps = [self._reduce(store, b) for b in range(len(items))]
+            means: dict = {}  # each key's (B, N, K) mean computed once for the whole batch
+
+            def mean(key):
+                if key not in means:
+                    means[key] = store.mean(key)
+                return means[key]
+
+            maps = [self._reduce(mean, b) for b in range(len(items))]
+            del means
         mse = None if rec is None else (rec - latent0).pow(2).flatten(1).mean(1).tolist()
         share = {k: v / len(items) for k, v in timer.seconds.items()}
         results = []
@@ -211,8 +219,10 @@ class Focus:
             torch.cuda.empty_cache()
         return results
 
-    def _reduce(self, store, b: int) -> dict[str, np.ndarray]:
-        """Sample ``b``'s maps: "self_32", "released", "corrected" and the opt-in extras by file name."""
+    def _reduce(self, mean, b: int) -> dict[str, np.ndarray]:
+        """Sample ``b``'s maps: "self_32", "released", "corrected" and the opt-in extras by file name.
+
+        mean: key -> the batch's (B, N, K) mean map of that key (the store's, computed once)."""
         from .reduce import to_grid
 
         c = self.config
@@ -220,18 +230,18 @@ class Focus:
         def host(t):
             return t.float().cpu().numpy()
 
-        s32, s64 = store.mean(("self", 32))[b], store.mean(("self", 64))[b]
+        s32, s64 = mean(("self", 32))[b], mean(("self", 64))[b]
         out = {"self_32": host(s32).reshape(32, 32, 1024),
                "released": host(to_grid(s64, 32, "released")), "corrected": host(to_grid(s64, 32, "corrected"))}
         if c.save_full_64:
             out[FOCUS_FULL_64] = host(s64).reshape(64, 64, 4096)
         if c.save_self_16:
-            s16 = store.mean(("self", 16))[b]
+            s16 = mean(("self", 16))[b]
             out[FOCUS_SELF_16] = host(s16).reshape(16, 16, 256)
             for fidelity, name in FOCUS_16TO32.items():
                 out[name] = host(to_grid(s16, 32, fidelity))
         for r in c.cross_resolutions:
-            out[FOCUS_CROSS.format(r=r)] = host(store.mean(("cross", r))[b]).reshape(r, r, -1)
+            out[FOCUS_CROSS.format(r=r)] = host(mean(("cross", r))[b]).reshape(r, r, -1)
         return out
 
     def _meta(self, prompt, rgb, store, sites, null, b: int, mse) -> dict:

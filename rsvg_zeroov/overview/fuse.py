@@ -28,4 +28,4 @@ def fuse(per_layer: np.ndarray, weights: Sequence[float]) -> np.ndarray:
 
 def stack_dump(fused: np.ndarray, per_layer: np.ndarray) -> np.ndarray:
     """The on-disk layout: float32 (1 + n_layers, gh, gw) with [0] = A_C and [1:] = the raw a_l."""
-    return np.concatenate([fused[None], per_layer], axis=0).astype(np.float32)
+    return np.concatenate([fused[None], per_layer], axis=0).astype(np.float32, copy=False)

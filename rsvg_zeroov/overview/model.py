@@ -138,7 +138,7 @@ class Overview:
             assert int(steps[b]) == len(tokens), (steps[b], len(tokens))  # one counted step per generated token
             (start, end), (gh, gw) = batch.spans[b], batch.grids[b]
             per_layer = np.stack([maps[layer][b, start:end].reshape(gh, gw) for layer in self.config.layers])
-            per_layer = per_layer.astype(np.float32)
+            per_layer = per_layer.astype(np.float32, copy=False)
             results.append(OverviewResult(
                 fused=fuse(per_layer, self.config.weights), per_layer=per_layer,
                 answer=self.processor.decode(tokens, skip_special_tokens=True),
