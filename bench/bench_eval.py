@@ -29,6 +29,7 @@ try:
 except ImportError:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench_common import cpu_model, load_average  # noqa: E402 - bench/ is the script's folder
 from rsvg_zeroov.datasets import MaskSource, Sample
 from rsvg_zeroov.evaluation import default_workers, evaluate, summarize
 from rsvg_zeroov.evaluation.scoring import SampleScore
@@ -146,15 +147,7 @@ def timed_round_robin(methods, repeats: int) -> list[dict]:
 
 
 def machine() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} CPUs visible, Python {platform.python_version()}, numpy {np.__version__}"
+    return f"{cpu_model()}, {os.cpu_count()} CPUs visible, Python {platform.python_version()}, numpy {np.__version__}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -169,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     samples, run = build(workdir, args.n)
     print(f"data: {args.n} samples in {workdir} ({time.perf_counter() - t0:.1f}s)", file=sys.stderr)
-    load_before = _load()
+    load_before = load_average()
     workers = args.workers or default_workers()
     methods = [
         (f"evaluator, {workers} worker processes", lambda: evaluate(samples, run, "zeroov", workers=workers)),
@@ -197,7 +190,7 @@ def render_report(args, stats: list[dict], load_before: str) -> str:
     lines = [
         "# Evaluator benchmark (bench/bench_eval.py)", "",
         f"- machine: {machine()}",
-        f"- load average (1/5/15 min) before / after the timed runs: {load_before} / {_load()} "
+        f"- load average (1/5/15 min) before / after the timed runs: {load_before} / {load_average()} "
         "(the machine is shared: wall times grow with load, CPU times much less)",
         f"- command: `{cmd.strip()}`",
         f"- data: {args.n} samples, {SIZE}x{SIZE} synthetic 0/255 PNG masks (ground truth + prediction), "
@@ -214,13 +207,6 @@ def render_report(args, stats: list[dict], load_before: str) -> str:
     lines += ["", f"Synthetic metrics (sanity): RSREC mIoU {rsrec['mIoU']:.2f}, Pr@0.5 {rsrec['Pr@0.5']:.2f}; "
               f"RSRES mIoU {rsres['mIoU']:.2f}, Pr@0.5 {rsres['Pr@0.5']:.2f}", ""]
     return "\n".join(lines)
-
-
-def _load() -> str:
-    try:
-        return " ".join(f"{v:.1f}" for v in os.getloadavg())
-    except OSError:
-        return "n/a"
 
 
 if __name__ == "__main__":

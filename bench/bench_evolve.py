@@ -27,6 +27,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench_common import cpu_model, load_average  # noqa: E402 - bench/ is the script's folder
 from rsvg_zeroov.datasets.base import Sample  # noqa: E402
 from rsvg_zeroov.evolve.config import EvolveConfig  # noqa: E402
 from rsvg_zeroov.evolve.stage import EvolveStage  # noqa: E402
@@ -83,15 +84,7 @@ def one_repeat(run: RunDir, samples: list[Sample], workers: int | None) -> dict:
 
 
 def machine() -> str:
-    cpu = platform.processor() or "cpu"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} logical CPUs, Python {platform.python_version()}, NumPy {np.__version__}"
+    return f"{cpu_model()}, {os.cpu_count()} logical CPUs, Python {platform.python_version()}, NumPy {np.__version__}"
 
 
 def render(args, results: list[dict], command: str) -> str:
@@ -108,7 +101,7 @@ def render(args, results: list[dict], command: str) -> str:
     lines = [
         "# Stage 3 (evolve, no SAM) benchmark", "",
         f"- machine: {machine()}; load average before / after: {args.load_before} / "
-        f"{' '.join(f'{v:.1f}' for v in os.getloadavg())} (other jobs share the cores)",
+        f"{load_average()} (other jobs share the cores)",
         f"- command: `{command}`",
         f"- {args.n} samples, {args.size}x{args.size} images, dumps {args.dtype} (page cache warm), "
         f"resolutions 32+64, {best['workers']} worker threads, {args.repeats} repeats", "",
@@ -133,7 +126,7 @@ def main() -> None:
                    "where runs live, removed after; file creation costs differ between file systems)")
     p.add_argument("--out", default=str(REPO / "bench" / "results_evolve.md"))
     args = p.parse_args()
-    args.load_before = " ".join(f"{v:.1f}" for v in os.getloadavg())
+    args.load_before = load_average()
     (REPO / "outputs").mkdir(exist_ok=True)
     scratch = Path(args.dir or tempfile.mkdtemp(prefix=".bench_evolve_", dir=REPO / "outputs"))
     try:

@@ -21,12 +21,11 @@ import shlex
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_common import machine_info as _machine_info, run_worker  # noqa: E402
+from bench_common import RssPeak, machine_info as _machine_info, run_worker  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
@@ -35,33 +34,6 @@ if str(REPO) not in sys.path:
 PHASES = ("encode", "inversion", "optimisation", "reconstruction", "reduce")
 EXPRESSIONS = ("the white storage tank at the bottom right", "the airplane on the left",
                "a small boat near the harbour.", "the large building in the middle")
-
-
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
-
-
-class RssPeak:
-    """Peak RSS (MB) and its increase over the block, sampled every millisecond by a thread."""
-
-    def __enter__(self):
-        self.base = self.peak = _rss_mb()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def _sample(self):
-        while not self._stop.is_set():
-            self.peak = max(self.peak, _rss_mb())
-            time.sleep(0.001)
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, _rss_mb())
-        self.increase = self.peak - self.base
 
 
 def _images(n: int):
@@ -91,7 +63,7 @@ def worker(args) -> dict:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         base_cuda = torch.cuda.memory_allocated()
-    with RssPeak() as mem:
+    with RssPeak(interval_s=0.001) as mem:
         t0, c0 = time.perf_counter(), time.process_time()
         results = focus(items)
         seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0

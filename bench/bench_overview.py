@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import statistics
 import sys
@@ -30,7 +29,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_common import machine_info as _machine_info, run_worker  # noqa: E402
+from bench_common import RssPeak, load_average, machine_info as _machine_info, released_maps, run_worker  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -42,47 +41,6 @@ MID_TEXT = dict(hidden_size=512, intermediate_size=1408, num_hidden_layers=8, nu
 MID_VISION = dict(depth=4, hidden_size=256, intermediate_size=512, num_heads=4, fullatt_block_indexes=[1, 3],
                   out_hidden_size=512)
 LAYERS = (4, 5, 6, 7)
-
-
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-class RssPeak:
-    """Peak RSS increase (MB) over the block, sampled every 0.5 ms by a thread (large tensors are mmap'ed,
-    so RSS follows them); used on a separate, untimed call."""
-
-    def __enter__(self):
-        import threading
-
-        self.base = self.peak = _rss_mb()
-        self._stop = False
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def _sample(self):
-        while not self._stop:
-            self.peak = max(self.peak, _rss_mb())
-            time.sleep(0.0005)
-
-    def __exit__(self, *exc):
-        self._stop = True
-        self._thread.join()
-        self.peak = max(self.peak, _rss_mb())
-        self.increase = self.peak - self.base
-
-
-def _released_maps(model, batch, gc, layers):
-    """The released approach: eager + output_attentions for every layer, then the per-layer maps."""
-    import torch
-
-    out = model.generate(**batch.inputs.to(model.device), generation_config=gc, output_attentions=True,
-                         return_dict_in_generate=True)
-    (start, end), (gh, gw) = batch.spans[0], batch.grids[0]
-    return [torch.stack([step[layer][0, :, -1, start:end].float().mean(0) for step in out.attentions]).mean(0)
-            .reshape(gh, gw).cpu() for layer in layers]
 
 
 def worker(args) -> dict:
@@ -104,7 +62,7 @@ def worker(args) -> dict:
     gc = ov.generation_config()
     call = {"plain": lambda: ov.generate_ids(batch, capture=False),
             "ours": lambda: ov.run(batch),
-            "released": lambda: _released_maps(ov.model, batch, gc, LAYERS)}[args.worker]
+            "released": lambda: released_maps(ov.model, batch, gc, LAYERS)}[args.worker]
     cuda = args.device.startswith("cuda")
     with torch.inference_mode():
         call()  # warm-up
@@ -117,7 +75,7 @@ def worker(args) -> dict:
         if cuda:
             torch.cuda.synchronize()
         seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
-        with RssPeak() as mem:  # untimed third call
+        with RssPeak(interval_s=0.0005) as mem:  # untimed third call
             call()
     out = {"variant": args.worker, "seconds": seconds, "cpu_seconds": cpu_seconds, "gen_rss_mb": mem.increase,
            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -205,7 +163,7 @@ def main() -> None:
             for v in VARIANTS:
                 rows[v].append(run_variant(v, args))
                 print(f"round {r + 1}/{args.rounds} {v}: {rows[v][-1]['seconds']:.3f}s", file=sys.stderr)
-    text = table(rows, args, command.strip(), load=" / ".join(f"{x:.1f}" for x in os.getloadavg()))
+    text = table(rows, args, command.strip(), load=load_average().replace(" ", " / "))
     Path(args.out).write_text(text)
     print(text)
 

@@ -15,11 +15,12 @@ import platform
 import time
 from collections import defaultdict
 from contextlib import contextmanager
-from pathlib import Path
 
 import numpy as np
 import torch
 
+from bench_common import cpu_model
+from rsvg_zeroov.evaluation.iou import mask_inter_union
 from rsvg_zeroov.focus import capture as focus_capture
 
 GIB = 2 ** 30
@@ -99,8 +100,9 @@ def blob(mask: np.ndarray) -> np.ndarray:
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.logical_or(a, b).sum()
-    return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
+    """Mask IoU, 1.0 when both masks are empty (two identical empty outputs agree)."""
+    inter, union = mask_inter_union(a, b)
+    return 1.0 if union == 0 else inter / union
 
 
 def machine(device: str) -> str:
@@ -111,7 +113,6 @@ def machine(device: str) -> str:
     if dev.type == "cuda":
         name = f"{torch.cuda.get_device_name(dev)} (CUDA {torch.version.cuda})"
     else:
-        name = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                     if line.startswith("model name")), platform.processor()) + f" ({os.cpu_count()} cores), no GPU"
+        name = f"{cpu_model()} ({os.cpu_count()} cores), no GPU"
     return (f"{name}; torch {torch.__version__}, transformers {transformers.__version__}, "
             f"diffusers {diffusers.__version__}, Python {platform.python_version()}")

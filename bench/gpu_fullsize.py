@@ -51,7 +51,7 @@ for _p in (REPO, REPO / "bench"):
     if str(_p) not in sys.path:
         sys.path.insert(0, str(_p))
 
-from bench_overview import _released_maps  # noqa: E402  (the released stage-1 recipe, shared)
+from bench_common import released_maps  # noqa: E402  (the released stage-1 recipe, shared)
 from fullsize_harness import (GIB, SIZE, HostSumStore, Meter, blob, iou, machine,  # noqa: E402
                               make_samples, tf32)
 from fullsize_models import SAM_TYPE, build_qwen, build_sam, build_sd, n_params, sam_refiner  # noqa: E402
@@ -183,7 +183,7 @@ class Bench:
             for pair in pairs:
                 def call(pair=pair):
                     with torch.inference_mode():
-                        maps = _released_maps(ov.model, ov.prepare([pair]), gc, ov.config.layers)
+                        maps = released_maps(ov.model, ov.prepare([pair]), gc, ov.config.layers)
                     return fuse(np.stack([m.numpy() for m in maps]), ov.config.weights)
                 out.append(self.meter(key, 1, call))
         finally:
