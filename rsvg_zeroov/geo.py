@@ -6,7 +6,6 @@ the mask into polygons in the image's CRS (pixel corners mapped through the affi
 """
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,6 +103,4 @@ def mask_geojson(mask: np.ndarray, ref: GeoRef | None, properties: dict | None =
 
 
 def write_geojson(path: str | Path, obj: dict) -> None:
-    buf = io.StringIO()
-    json.dump(obj, buf)
-    atomic_write_bytes(path, buf.getvalue().encode())
+    atomic_write_bytes(path, json.dumps(obj).encode())

@@ -14,6 +14,15 @@ if str(REPO) not in sys.path:
 
 
 @pytest.fixture(scope="session")
+def tiny_qwen(tmp_path_factory):
+    """Path of the tiny random Qwen2.5-VL folder alone (built once per session; the overview
+    tests use it without setting RSVG_ZEROOV_TINY_DIR)."""
+    from rsvg_zeroov.tiny.qwen import build_tiny_qwen
+
+    return build_tiny_qwen(tmp_path_factory.mktemp("tiny_qwen") / "qwen", seed=0)
+
+
+@pytest.fixture(scope="session")
 def tiny_dir(tmp_path_factory):
     """All three tiny models built once (rsvg_zeroov.tiny.build_all) and RSVG_ZEROOV_TINY_DIR set to them."""
     from rsvg_zeroov.tiny import build_all

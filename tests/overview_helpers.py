@@ -1,4 +1,5 @@
-"""Shared fixtures of the Overview tests: the tiny Qwen folder, test images, and the eager oracle.
+"""Shared helpers of the Overview tests: test images and the eager oracle (the tiny Qwen fixture,
+``tiny_qwen``, is in conftest.py).
 
 The oracle is the released approach, written independently of rsvg_zeroov.overview: eager
 attention, ``output_attentions=True`` for all layers, batch 1, then
@@ -7,23 +8,10 @@ attention, ``output_attentions=True`` for all layers, batch 1, then
 """
 from __future__ import annotations
 
-import os
-
 import numpy as np
-import pytest
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 PROMPT = ("Locate it according to the following description.  {q} "
           "The output format should be like [x1, y1, x2, y2] without any other text.")
-
-
-@pytest.fixture(scope="session")
-def tiny_qwen(tmp_path_factory):
-    """Path of the tiny random Qwen2.5-VL folder (built once per session)."""
-    from rsvg_zeroov.tiny.qwen import build_tiny_qwen
-
-    return build_tiny_qwen(tmp_path_factory.mktemp("tiny_qwen") / "qwen", seed=0)
 
 
 def rgb(h: int, w: int, seed: int) -> np.ndarray:

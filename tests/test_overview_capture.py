@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from overview_helpers import NONSQUARE, SQUARE, eager_oracle, tiny_qwen  # noqa: F401 (fixture)
+from overview_helpers import NONSQUARE, SQUARE, eager_oracle
 from rsvg_zeroov.overview.capture import (CAPTURE_IMPL, capture_last_row, decoder_attention_modules,
                                           last_row_head_mean)
 from rsvg_zeroov.overview.config import LayerError, OverviewConfig

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import llmattn
-from overview_helpers import NONSQUARE, SQUARE, rgb, tiny_qwen, write_jsonl_dataset  # noqa: F401 (fixture)
+from overview_helpers import NONSQUARE, SQUARE, rgb, write_jsonl_dataset
 from rsvg_zeroov.overview import model as overview_model
 from rsvg_zeroov.rundir import RunDir, save_npy
 

@@ -23,8 +23,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from rsvg_zeroov.rundir import (FOCUS_64TO32, FOCUS_SELF_32, DumpError, RunDir, atomic_write_bytes,
-                                save_json, save_mask_png, save_npy)
+from evolve_helpers import identity_s, write_focus
+from rsvg_zeroov.rundir import DumpError, RunDir, atomic_write_bytes, save_json, save_mask_png, save_npy
 
 REPO = Path(__file__).resolve().parents[1]
 H, W = 64, 48
@@ -78,14 +78,6 @@ def write_overview(run: RunDir, sid: str, seed: int) -> None:
                                        "model": "crafted", "dtype": "float32"})
 
 
-def write_focus(run: RunDir, sid: str) -> None:
-    s = np.eye(1024, dtype=np.float16)  # S = I: A_CS is c rescaled
-    save_npy(run.focus_file(sid, FOCUS_SELF_32), s.reshape(32, 32, 1024))
-    for name in FOCUS_64TO32.values():
-        save_npy(run.focus_file(sid, name), s)
-    save_json(run.focus_file(sid, "meta.json"), {"model": "crafted", "dtype": "float16"})
-
-
 def write_maps(run: RunDir, sid: str) -> None:
     c = np.zeros((32, 32), np.float32)
     c[4:12, 4:12] = 0.9
@@ -111,7 +103,7 @@ def build(tmp: Path) -> tuple[Path, RunDir]:
     for i, sid in enumerate(["good", "boxy", "npzonly", "nofinal", "corrupt"]):
         write_overview(run, sid, i)
         if sid != "npzonly":
-            write_focus(run, sid)
+            write_focus(run, sid, identity_s(), identity_s(), dtype=np.float16)  # S = I: A_CS is c rescaled
     write_maps(run, "npzonly")
     atomic_write_bytes(run.overview_npy("corrupt"), b"\x93NUMPY garbage, not a dump")
     for sid, mask in (("good", GOOD_FINAL), ("boxy", BOXY_FINAL), ("npzonly", GT_MASK), ("corrupt", GT_MASK)):

@@ -103,7 +103,7 @@ def write_tokenizer(folder: Path) -> dict[str, int]:
     return vocab
 
 
-def build_tiny_sd(out_dir: str | os.PathLike, seed: int = 0, heads: int = 1) -> Path:
+def build_tiny_sd(out_dir: str | os.PathLike, seed: int = 0) -> Path:
     """Write the tiny SD v1-layout model to ``out_dir`` and return it (seconds, a few MB)."""
     import diffusers
     import torch
@@ -115,7 +115,7 @@ def build_tiny_sd(out_dir: str | os.PathLike, seed: int = 0, heads: int = 1) -> 
     torch.manual_seed(seed)
     _text_encoder(len(vocab), vocab["<|startoftext|>"], vocab["<|endoftext|>"]).save_pretrained(out / "text_encoder")
     torch.manual_seed(seed + 1)
-    UNet2DConditionModel(**unet_config(heads)).save_pretrained(out / "unet")
+    UNet2DConditionModel(**unet_config()).save_pretrained(out / "unet")
     torch.manual_seed(seed + 2)
     AutoencoderKL(**vae_config()).save_pretrained(out / "vae")
     DDIMScheduler(**scheduler_config()).save_pretrained(out / "scheduler")
