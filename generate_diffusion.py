@@ -62,7 +62,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     config = build_config(args)
     from rsvg_zeroov.focus.model import Focus
-    from rsvg_zeroov.focus.stage import STAGE, is_done, run_focus, stage_config
+    from rsvg_zeroov.focus.stage import STAGE, run_focus, stage_config
     from rsvg_zeroov.models.registry import ModelNotFound
     from rsvg_zeroov.runner import (exit_code, load_run_samples, parse_shard, pick_device, resolve_out, shard,
                                     write_config)
@@ -73,14 +73,12 @@ def main(argv=None) -> int:
     write_config(run, STAGE, stage_config(config, {
         "dataset": args.dataset, "root": args.root, "split": args.split, "limit": args.limit,
         "world_size": world, "device": device}), rank)
-    focus = Focus(config, device)
-    if any(not is_done(run, s.sample_id, config) for s in samples):
-        try:
-            focus.load()
-        except ModelNotFound as exc:  # before any sample ran: one message, exit 2
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-    return exit_code(run_focus(run, samples, focus, rank))
+    try:
+        report = run_focus(run, samples, Focus(config, device), rank)
+    except ModelNotFound as exc:  # raised by the load, before any sample ran: one message, exit 2
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return exit_code(report)
 
 
 if __name__ == "__main__":

@@ -166,8 +166,12 @@ def progress(iterable, total: int, desc: str):
 
 
 def run_stage(stage: str, run: RunDir, samples: Sequence, is_done: Callable, process: Callable,
-              batch_size: int = 1, desc: str | None = None) -> StageReport:
+              batch_size: int = 1, desc: str | None = None, setup: Callable[[], None] | None = None) -> StageReport:
     """Run ``process`` over the samples of this shard that are not yet done.
+
+    ``setup()`` (e.g. loading the model) runs once, only if some sample is not done, before any
+    sample is processed; what it raises is not a per-sample failure but propagates to the caller
+    (a missing model is one error, not N). A fully resumed run never calls it.
 
     ``process(batch)`` computes and writes the outputs of a list of samples. If it raises, each
     sample of that batch is retried alone, so one bad sample does not fail its neighbours; a
@@ -176,6 +180,8 @@ def run_stage(stage: str, run: RunDir, samples: Sequence, is_done: Callable, pro
     t0 = time.perf_counter()
     todo = [s for s in samples if not is_done(s)]
     skipped = len(samples) - len(todo)
+    if todo and setup is not None:
+        setup()
     errors = {s.sample_id: image_error(s) for s in todo}
     for s in todo:
         if errors[s.sample_id]:

@@ -96,6 +96,29 @@ def test_run_stage_records_failures_retries_singly_and_prunes(tmp_path):
     assert rep.skipped == 3 and rep.done == 1 and run.read_failures() == []
 
 
+def test_run_stage_setup_runs_once_only_when_needed_and_its_error_propagates(tmp_path):
+    """setup (the model load) runs once before the first sample, never on a fully resumed run, and
+    what it raises stops the stage instead of failing every sample."""
+    run, calls, done = RunDir(tmp_path), [], set()
+    samples = [_S(x) for x in "abc"]
+
+    def process(batch):
+        assert calls == ["setup"]
+        done.update(s.sample_id for s in batch)
+
+    rep = runner.run_stage("t", run, samples, lambda s: s.sample_id in done, process, setup=lambda: calls.append("setup"))
+    assert rep.done == 3 and calls == ["setup"]
+    rep = runner.run_stage("t", run, samples, lambda s: s.sample_id in done, process, setup=lambda: calls.append("again"))
+    assert rep.skipped == 3 and calls == ["setup"]
+
+    def broken():
+        raise RuntimeError("no weights")
+
+    with pytest.raises(RuntimeError, match="no weights"):
+        runner.run_stage("t", run, samples, lambda s: False, process, setup=broken)
+    assert run.read_failures() == []
+
+
 @pytest.mark.parametrize("mode,shape", [("L", (6, 5)), ("RGBA", (6, 5, 4)), ("I;16", (6, 5)), ("P", (6, 5))])
 def test_load_rgb_converts_modes(tmp_path, mode, shape):
     p = tmp_path / "im.png"

@@ -83,7 +83,10 @@ def write_result(run: RunDir, sid: str, result, config: FocusConfig) -> None:
 
 
 def run_focus(run: RunDir, samples: Sequence, focus, rank: int = 0):
-    """Compute and save the Focus maps of ``samples`` not yet done; returns runner.StageReport."""
+    """Compute and save the Focus maps of ``samples`` not yet done; returns runner.StageReport.
+
+    ``focus`` is loaded (``focus.load()``) only if some sample is not done; its ``ModelNotFound``
+    propagates to the caller before any sample runs."""
     from ..images import load_rgb
     from ..runner import run_stage
 
@@ -95,7 +98,7 @@ def run_focus(run: RunDir, samples: Sequence, focus, rank: int = 0):
             write_result(run, s.sample_id, result, config)
 
     return run_stage(STAGE, run, samples, lambda s: is_done(run, s.sample_id, config), process,
-                     batch_size=config.batch_size, desc=f"focus[{rank}]")
+                     batch_size=config.batch_size, desc=f"focus[{rank}]", setup=focus.load)
 
 
 def stage_config(config: FocusConfig, extra: dict | None = None) -> dict:

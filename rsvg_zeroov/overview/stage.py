@@ -52,21 +52,6 @@ def write_result(run: RunDir, sid: str, result: OverviewResult, overview: Overvi
     save_json(run.overview_json(sid), sidecar(result, overview, sid, image))
 
 
-class _LazyOverview:
-    """Loads the model on the first batch that needs it (a fully resumed run loads nothing)."""
-
-    def __init__(self, config: OverviewConfig, device: str, on_load=None):
-        self.overview = Overview(config, device)
-        self.on_load = on_load
-
-    def get(self) -> Overview:
-        if self.overview.model is None:
-            self.overview.load()
-            if self.on_load is not None:
-                self.on_load(self.overview)
-        return self.overview
-
-
 def run_dataset(run: RunDir, samples: Sequence, config: OverviewConfig, device: str, rank: int = 0,
                 world: int = 1):
     """Process this shard's samples; returns the :class:`rsvg_zeroov.runner.StageReport`."""
@@ -74,21 +59,22 @@ def run_dataset(run: RunDir, samples: Sequence, config: OverviewConfig, device: 
     from ..runner import run_stage
 
     extra: dict = {"world_size": world}
-    lazy = _LazyOverview(config, device, lambda ov: _write_stage_config(run, config, device, rank, extra, ov))
+    overview = Overview(config, device)
+
+    def setup() -> None:  # only when a sample needs it: a fully resumed run loads nothing
+        overview.load()  # a missing model / bad layer: one error, before any sample
+        _write_stage_config(run, config, device, rank, extra, overview)  # with the resolved settings
 
     def done(sample) -> bool:
         return is_done(run, sample.sample_id, config, (sample.width, sample.height))
 
     def process(batch) -> None:
-        overview = lazy.get()
         results = overview([(load_rgb(s.image_path), s.expression) for s in batch])
         for s, result in zip(batch, results):
             write_result(run, s.sample_id, result, overview, str(s.image_path))
 
-    _write_stage_config(run, config, device, rank, extra)  # rewritten with resolved settings on load
-    if any(not done(s) for s in samples):
-        lazy.get()  # load before the loop: a missing model / bad layer is one error, not N failures
-    return run_stage(STAGE, run, samples, done, process, batch_size=config.batch_size)
+    _write_stage_config(run, config, device, rank, extra)
+    return run_stage(STAGE, run, samples, done, process, batch_size=config.batch_size, setup=setup)
 
 
 def run_single(out: str | Path, image_path: str | Path, question: str, config: OverviewConfig,
