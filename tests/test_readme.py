@@ -94,8 +94,16 @@ def test_dataset_listing_command(rrsisd):
     assert {"sample_id", "image", "expression", "box", "mask_area"} <= set(json.loads(proc.stdout.splitlines()[0]))
 
 
+GOLDEN = Path(__file__).parent / "golden" / "demo_quick.json"
+
+
 def test_make_demo_quick(tiny_dir, tmp_path):
-    env = dict(_env(tiny_dir), DEMO_DIR=str(tmp_path / "demo"), DEMO_N="2",
+    """The demo runs end to end, and its dumps, masks and metrics are byte-identical to the hashes
+    recorded in tests/golden/demo_quick.json (one thread: the thread count changes float reductions).
+    A change that is meant to change an output updates that file in the same commit and says why."""
+    from golden_hashes import run_hashes
+
+    env = dict(_env(tiny_dir), DEMO_DIR=str(tmp_path / "demo"), DEMO_N="2", OMP_NUM_THREADS="1",
                DEMO_STAGE1_ARGS="--max-new-tokens 4", DEMO_STAGE2_ARGS="--inversion ddim --steps 2",
                PYTHON=sys.executable)
     proc = subprocess.run(["bash", str(REPO / "scripts" / "demo.sh")], capture_output=True, text=True, env=env,
@@ -109,3 +117,7 @@ def test_make_demo_quick(tiny_dir, tmp_path):
     assert len(list((run / "panels").glob("*.png"))) == 2
     makefile = (REPO / "Makefile").read_text()
     assert "scripts/demo.sh" in makefile  # `make demo` is this script
+    hashes = run_hashes(run)
+    if os.environ.get("RSVG_ZEROOV_WRITE_GOLDEN"):
+        GOLDEN.write_text(json.dumps(hashes, indent=1, sort_keys=True) + "\n")
+    assert hashes == json.loads(GOLDEN.read_text())
