@@ -59,3 +59,109 @@ def load_rgb(path: str | Path) -> np.ndarray:
     if arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ImageError(f"{path}: image has zero size")
     return np.ascontiguousarray(arr)
+
+
+# ------------------------------------------------------------------ per-stage readers (docs/method.md)
+MIN_SIDE = 28  # the VLM's smallest input: one 28-pixel cell (qwen_vl_utils' factor)
+
+
+def _open_checked(path: str | Path):
+    """``PIL.Image`` of ``path`` (lazy), or ImageError naming the file."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise ImageError(f"{path}: image file is missing")
+    if path.stat().st_size == 0:
+        raise ImageError(f"{path}: image file is empty (0 bytes)")
+    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+    try:
+        return Image.open(path)
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError, ValueError) as exc:
+        raise ImageError(f"{path}: unreadable image ({exc})") from None
+
+
+def read_for_vlm(path: str | Path):
+    """The image as stage 1's released script hands it to the VLM: a PIL RGB image.
+
+    The released script passes the path to ``qwen_vl_utils``, whose ``to_rgb`` composites RGBA
+    onto white and converts every other mode with ``convert("RGB")``; LA is composited the same way
+    (via RGBA). 16-bit and float images are scaled to 8 bits first, as :func:`load_rgb` does.
+    """
+    from PIL import Image
+    from qwen_vl_utils.vision_process import to_rgb
+
+    with _open_checked(path) as im:
+        try:
+            im.load()
+            if im.mode == "LA":
+                im = im.convert("RGBA")
+            if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+                return Image.fromarray(load_rgb(path))
+            return to_rgb(im)
+        except (OSError, ValueError) as exc:
+            raise ImageError(f"{path}: unreadable image ({exc})") from None
+
+
+def read_for_diffusion(path: str | Path) -> np.ndarray:
+    """uint8 (H, W, 3) as stage 2's released ``load_512`` reads the file: ``np.array(Image.open)``.
+
+    Defined by the release: RGB as it is, grey repeated to three channels. Defined by us, where the
+    released code would crash or feed garbage: RGBA/LA keep their colour channels (alpha dropped, no
+    compositing), palette images are converted to RGB, 16-bit and float images are scaled to 8 bits
+    as OpenCV scales 16-bit data (value >> 8) / by their range for float.
+    """
+    with _open_checked(path) as im:
+        try:
+            if im.mode == "P":
+                im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+            arr = np.array(im)
+        except (OSError, ValueError) as exc:
+            raise ImageError(f"{path}: unreadable image ({exc})") from None
+    if arr.dtype == np.uint16 or arr.dtype == np.int32 and arr.size and arr.max() <= 65535 and arr.min() >= 0:
+        arr = (arr.astype(np.uint32) >> 8).astype(np.uint8)
+    arr = _to_uint8(arr)
+    if arr.ndim == 2:
+        arr = np.repeat(arr[..., None], 3, axis=2)
+    elif arr.shape[2] == 2:  # LA
+        arr = np.repeat(arr[..., :1], 3, axis=2)
+    else:
+        arr = arr[..., :3]
+    return np.ascontiguousarray(arr)
+
+
+def read_for_sam(path: str | Path) -> np.ndarray:
+    """uint8 (H, W, 3) RGB as the released stage 3 reads the file for SAM: ``cv2.imread`` in colour
+    mode (alpha dropped, grey to three channels, 16-bit scaled to 8 bits) then BGR -> RGB."""
+    import cv2
+
+    _open_checked(path).close()  # the same missing / empty / unreadable messages as the other readers
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise ImageError(f"{path}: OpenCV cannot decode this image")
+    return np.ascontiguousarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """(H, W) of the image file, from its header."""
+    with _open_checked(path) as im:
+        return im.height, im.width
+
+
+def check_image(path: str | Path, min_side: int = MIN_SIDE) -> tuple[int, int]:
+    """(H, W) of a readable image whose sides are at least ``min_side`` pixels, else ImageError.
+
+    Run before any model loads, so a bad input costs nothing."""
+    h, w = image_size(path)
+    if min(h, w) < min_side:
+        raise ImageError(f"{path}: image is {w}x{h} pixels; the VLM needs at least {min_side} pixels "
+                         f"on each side")
+    return h, w
+
+
+def check_expression(text: str | None) -> str:
+    """The referring expression, or ValueError when it is missing, empty or whitespace only."""
+    if text is None or not str(text).strip():
+        raise ValueError("the referring expression is empty; give the phrase to ground "
+                         "(e.g. --text \"the storage tank left of the road\")")
+    return str(text)

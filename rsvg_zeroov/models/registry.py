@@ -14,6 +14,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .base import TINY, ModelNotFound, ModelRef, tiny_root  # noqa: F401 - re-exported
+from .base import ensure_tiny as _ensure_tiny
+
 QWEN_MODELS = {
     "qwen2.5-vl-3b": "Qwen/Qwen2.5-VL-3B-Instruct",
     "qwen2.5-vl-7b": "Qwen/Qwen2.5-VL-7B-Instruct",
@@ -33,37 +36,14 @@ SAM_CHECKPOINTS = {
 }
 DEFAULT_QWEN, DEFAULT_SD, DEFAULT_SAM = "qwen2.5-vl-7b", "sd-v1-4", "vit_h"
 SAM_CHECKPOINT_DIR = Path("sam_checkpoint")
-TINY = "tiny"
-TINY_SUBDIRS = {"qwen": "qwen", "sd": "sd", "sam": "sam/sam_tiny.pth"}
 
 
-class ModelNotFound(RuntimeError):
-    """A model that is neither a local path nor loadable from the hub cache. Message says what to do."""
-
-
-def tiny_root() -> Path:
-    """Where the tiny offline models live: $RSVG_ZEROOV_TINY_DIR, else ``outputs/tiny_models``."""
-    return Path(os.environ.get("RSVG_ZEROOV_TINY_DIR", "outputs/tiny_models"))
+FAMILY_ROLE = {"qwen": "vlm", "sd": "diffusion", "sam": "refiner"}  # earlier names of the roles
 
 
 def ensure_tiny(family: str) -> Path:
     """Path of the tiny model of ``family`` ("qwen" | "sd" | "sam"), building all three if absent."""
-    path = tiny_root() / TINY_SUBDIRS[family]
-    if not path.exists():
-        from ..tiny import build_all
-
-        build_all(tiny_root())
-    return path
-
-
-@dataclass(frozen=True)
-class ModelRef:
-    """A resolved model: ``source`` is a local path or a hub id; ``key`` the registry key if any."""
-
-    family: str
-    source: str
-    key: str | None
-    is_tiny: bool = False
+    return _ensure_tiny(FAMILY_ROLE.get(family, family))
 
 
 def resolve(family: str, name: str | None) -> ModelRef:

@@ -1,4 +1,8 @@
-"""The run directory: the one module that knows where every file lives and how it is validated.
+"""The run directory: the one package that knows where every file lives and how it is validated.
+
+``RunDir`` holds the paths; each stage's dump readers and writers live beside it
+(``rundir/overview.py``, ``rundir/focus.py``, ``rundir/evolve.py``); the layout is described for
+users in docs/run-directory.md.
 
 Layout (CONTRACTS.md)::
 
@@ -33,8 +37,8 @@ from typing import Any
 
 import numpy as np
 
-from .maskpng import encode_mask_png
-from .npyio import DumpError, load_npy
+from ..maskpng import encode_mask_png
+from ..npyio import DumpError, load_npy
 
 # Stage 2 file names (the 16-grid and full-64 maps are opt-in extras).
 FOCUS_SELF_32 = "self_32.npy"
@@ -143,20 +147,31 @@ def load_json(path: str | os.PathLike) -> dict:
 
 
 class RunDir:
-    """Paths and validated readers for one run directory. No path string is spelled elsewhere."""
+    """Paths and validated readers for one run directory. No path string is spelled elsewhere.
 
-    def __init__(self, root: str | os.PathLike):
+    source: where the stage-1/2 dumps are read from (``--from RUN``), when it is not ``root``;
+    everything stage 3 and the evaluation write (masks, records, predictions, metrics, maps,
+    configs, failures) still goes to ``root``.
+    """
+
+    def __init__(self, root: str | os.PathLike, source: str | os.PathLike | None = None):
         self.root = Path(root)
+        self.source = Path(source) if source is not None else self.root
+
+    @property
+    def reads_elsewhere(self) -> bool:
+        """True when the upstream dumps come from another run directory (``--from``)."""
+        return self.source.resolve() != self.root.resolve()
 
     # paths ---------------------------------------------------------------------------------
     def overview_npy(self, sid: str) -> Path:
-        return self.root / "overview" / f"{sid}.npy"
+        return self.source / "overview" / f"{sid}.npy"
 
     def overview_json(self, sid: str) -> Path:
-        return self.root / "overview" / f"{sid}.json"
+        return self.source / "overview" / f"{sid}.json"
 
     def focus_dir(self, sid: str) -> Path:
-        return self.root / "focus" / sid
+        return self.source / "focus" / sid
 
     def focus_file(self, sid: str, name: str) -> Path:
         return self.focus_dir(sid) / name

@@ -1,0 +1,81 @@
+"""Progress of long steps: a tqdm bar on a terminal, a few log lines otherwise.
+
+    with progress.bar(total=20, desc="null-text") as bar:
+        for i in range(20):
+            ...
+            bar.update()
+
+The library never prints: where stderr is not a terminal (a service, a notebook log, CI) the bar is
+replaced by INFO records of the ``rsvg_zeroov.progress`` logger at 0 %, every 25 % and the end.
+``RSVG_ZEROOV_PROGRESS=0`` silences both; ``=1`` forces the bar.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+log = logging.getLogger(__name__)
+
+
+def _mode() -> str:
+    env = os.environ.get("RSVG_ZEROOV_PROGRESS")
+    if env == "0":
+        return "off"
+    if env == "1" or sys.stderr.isatty():
+        return "bar"
+    return "log"
+
+
+class _LogBar:
+    """The subset of tqdm's interface the library uses, reported through logging."""
+
+    def __init__(self, total: int | None, desc: str):
+        self.total, self.desc, self.n, self._next = total, desc, 0, 0.0
+        log.info("%s: started%s", desc, f" ({total} steps)" if total else "")
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        if self.total and self.n / self.total >= self._next + 0.25 and self.n < self.total:
+            self._next = int(self.n / self.total * 4) / 4
+            log.info("%s: %d/%d", self.desc, self.n, self.total)
+
+    def set_postfix_str(self, text: str) -> None:
+        self.postfix = text
+
+    def close(self) -> None:
+        if self.n or self.total:
+            log.info("%s: done (%d%s)", self.desc, self.n, f"/{self.total}" if self.total else "")
+            self.n, self.total = 0, 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class _NoBar(_LogBar):
+    def __init__(self, total: int | None, desc: str):
+        self.total, self.desc, self.n = total, desc, 0
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+
+    def close(self) -> None:
+        pass
+
+
+def bar(total: int | None = None, desc: str = "", leave: bool = False):
+    """A progress counter for ``total`` steps (None: unknown), usable as a context manager.
+
+    ``leave``: keep the finished bar on the terminal (outer loops); inner loops vanish when done.
+    """
+    mode = _mode()
+    if mode == "off":
+        return _NoBar(total, desc)
+    if mode == "log":
+        return _LogBar(total, desc)
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, leave=leave, dynamic_ncols=True, file=sys.stderr)
