@@ -1,33 +1,45 @@
-"""What every dataset-level stage shares: the dataset arguments, sharding, resume, failures, progress.
+"""What every dataset-level stage shares: one :class:`Stage` contract, sharding, resume, failures,
+progress and the stage's config file.
 
-A stage script builds its config, then calls :func:`run_stage` with three callables:
-``is_done(sample)`` (outputs exist and validate), ``process(samples)`` (compute and write the
-outputs of a batch of samples, atomically) and optional ``finalize(all_samples)``.
-Per-sample exceptions are recorded in ``RUN/failures.jsonl`` and the run goes on; the process exits
-non-zero at the end if any sample failed.
+A stage is an object with ``name``, ``batch_size``, ``settings()``, ``setup()``, ``is_done(sample)``,
+``process(batch)`` and ``finalize(samples)`` (:class:`Stage`); :func:`run_stage` drives all three
+stages the same way. Per-sample exceptions are recorded in ``RUN/failures.jsonl`` and the run goes
+on; the script exits non-zero at the end if any sample failed. ``RUN/<stage>_config.json`` is written
+here, in one schema for every stage (:func:`stage_config_body`).
+
+The library never prints or exits: bad settings raise :class:`UsageError`, which the scripts
+(:mod:`rsvg_zeroov.cli`) turn into one ``error:`` line and exit status 2; notes go to ``logging``.
 """
 from __future__ import annotations
 
 import argparse
 import fcntl
 import json
+import logging
 import os
 import sys
+import threading
 import time
-import traceback
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, NoReturn, Sequence
+from typing import Callable, Iterator, NoReturn, Protocol, Sequence, runtime_checkable
 
-from .rundir import RunDir, save_json
+from .datasets import LOADERS
+from .rundir import RunDir, load_json, save_json
 
-DATASET_CHOICES = ("rrsisd", "risbench", "dior_rsvg", "opt_rsvg", "refsegrs", "vrsbench", "jsonl")
+log = logging.getLogger(__name__)
+DATASET_CHOICES = tuple(LOADERS)  # the loader registry is the one list of data sets
+
+
+class UsageError(ValueError):
+    """A bad command line, setting or data set: the message is what the user sees (exit status 2)."""
 
 
 # ------------------------------------------------------------------------------------ arguments
-def add_dataset_args(parser: argparse.ArgumentParser, required: bool = True) -> None:
-    """The dataset arguments every dataset-level command takes (CONTRACTS.md)."""
+def add_dataset_args(parser: argparse.ArgumentParser, required: bool = True, source: bool = False) -> None:
+    """The data set arguments every data-set-level command takes (docs/run-directory.md);
+    ``source``: also ``--from RUN`` (commands that only read the stage-1/2 dumps: stage 3, eval)."""
     g = parser.add_argument_group("data set")
     g.add_argument("--dataset", choices=DATASET_CHOICES, required=required)
     g.add_argument("--root", help="data set root folder (or the .jsonl file for --dataset jsonl)")
@@ -36,6 +48,10 @@ def add_dataset_args(parser: argparse.ArgumentParser, required: bool = True) -> 
     g.add_argument("--bbox-format", default=None, choices=("auto", "xywh", "xyxy"),
                    help="rrsisd refer only: force the instances.json bbox convention (default: detect)")
     g.add_argument("--out", default=None, help="run directory (default outputs/<dataset>_<split>)")
+    if source:
+        g.add_argument("--from", dest="source_run", default=None, metavar="RUN",
+                       help="read the stage-1/2 dumps from this run directory and write into --out "
+                            "(an ablation into a new run folder)")
     g.add_argument("--limit", type=int, default=None, help="only the first N samples")
     g.add_argument("--shard", default=None, help="I/N: process every N-th sample starting at I "
                    "(default from RANK/WORLD_SIZE under torchrun, else 0/1)")
@@ -51,8 +67,23 @@ def dataset_options(args: argparse.Namespace) -> dict:
 
 
 def resolve_out(args: argparse.Namespace) -> RunDir:
+    """The run directory of ``--out`` (default ``outputs/<dataset>_<split>``), reading the upstream
+    dumps from ``--from RUN`` when given."""
     out = args.out or os.path.join("outputs", f"{args.dataset}_{args.split}")
-    return RunDir(out)
+    source = getattr(args, "source_run", None)
+    if source is not None and not Path(source).is_dir():
+        raise UsageError(f"--from {source}: run directory not found")
+    return RunDir(out, source=source)
+
+
+def run_info(args: argparse.Namespace, rank: int = 0, world: int = 1, device: str | None = None,
+             **extra) -> dict:
+    """The run-level part of ``RUN/<stage>_config.json`` (data set, shard, device, source run)."""
+    info = {"dataset": getattr(args, "dataset", None), "root": getattr(args, "root", None),
+            "split": getattr(args, "split", None), "limit": getattr(args, "limit", None),
+            "shard": f"{rank}/{world}", "world_size": world, "device": device,
+            "source_run": getattr(args, "source_run", None)}
+    return {**info, **extra}
 
 
 def default_workers(cap: int = 8) -> int:
@@ -65,9 +96,8 @@ def default_workers(cap: int = 8) -> int:
 
 
 def usage_error(message: str) -> NoReturn:
-    """A bad command line or setting: one line on stderr, exit status 2 (as argparse does)."""
-    print(f"error: {message}", file=sys.stderr)
-    raise SystemExit(2)
+    """Raise :class:`UsageError` (the scripts print it as one ``error:`` line and exit 2)."""
+    raise UsageError(message)
 
 
 def parse_shard(spec: str | None) -> tuple[int, int]:
@@ -79,26 +109,26 @@ def parse_shard(spec: str | None) -> tuple[int, int]:
             rank_s, world_s = spec.split("/")
             rank, world = int(rank_s), int(world_s)
         except ValueError:
-            usage_error(f"--shard expects I/N (e.g. 0/4), got {spec!r}")
+            raise UsageError(f"--shard expects I/N (e.g. 0/4), got {spec!r}") from None
     if world < 1 or not 0 <= rank < world:
-        usage_error(f"shard {rank}/{world} is out of range (need 0 <= I < N)")
+        raise UsageError(f"shard {rank}/{world} is out of range (need 0 <= I < N)")
     return rank, world
 
 
 def load_run_samples(args: argparse.Namespace) -> list:
-    """All samples of the run (after --limit), before sharding. Exits 2 on a malformed data set."""
+    """All samples of the run (after --limit), before sharding. UsageError on a malformed data set."""
     import dataclasses
 
     from .datasets import DatasetError, load_samples
     from .datasets.files import deferred_image_errors
 
     if not args.root:
-        usage_error("--root is required with --dataset")
+        raise UsageError("--root is required with --dataset")
     try:
         with deferred_image_errors() as bad_images:
             samples = load_samples(args.dataset, args.root, args.split, **dataset_options(args))
     except DatasetError as exc:
-        usage_error(str(exc))
+        raise UsageError(str(exc)) from None
     if args.limit is not None:
         samples = samples[: max(args.limit, 0)]
     # A damaged image fails its own samples (recorded by run_stage), not the whole run.
@@ -114,6 +144,22 @@ def image_error(sample) -> str | None:
     return dict(getattr(sample, "extra", ())).get(IMAGE_ERROR)
 
 
+def input_error(sample, min_side: int | None = None) -> str | None:
+    """Why a sample cannot be processed (the same rules as the one-image tools): an unreadable
+    image, an empty expression, or (``min_side``, the VLM stage's) a side shorter than that; or None."""
+    err = image_error(sample)
+    if err:
+        return err
+    expression = getattr(sample, "expression", "x")
+    if expression is None or not str(expression).strip():
+        return f"{getattr(sample, 'image_path', '?')}: the referring expression is empty"
+    w, h = getattr(sample, "width", None), getattr(sample, "height", None)
+    if min_side and w is not None and h is not None and min(int(w), int(h)) < min_side:
+        return (f"{getattr(sample, 'image_path', '?')}: image is {w}x{h} pixels; the VLM needs at least "
+                f"{min_side} pixels on each side")
+    return None
+
+
 def shard(samples: Sequence, rank: int, world: int) -> list:
     """Strided shard: disjoint, and the union over ranks is every sample."""
     return list(samples[rank::world])
@@ -121,15 +167,33 @@ def shard(samples: Sequence, rank: int, world: int) -> list:
 
 # ------------------------------------------------------------------------------------ failures
 @contextmanager
-def locked(run: RunDir, name: str = "failures") -> Iterator[None]:
-    """An exclusive lock on ``RUN/.<name>.lock`` shared by every process of the run (all ranks)."""
+def locked(run: RunDir, name: str = "run") -> Iterator[None]:
+    """An exclusive lock on the run directory, shared by every process of the run (all ranks).
+
+    ``flock`` on the directory itself, so no lock file is left behind. Re-entrant within a process
+    (``name`` is only a label): the threads of one process queue on a process-wide lock first.
+    """
     run.root.mkdir(parents=True, exist_ok=True)
-    with open(run.root / f".{name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
+    key = str(run.root.resolve())
+    with _LOCK_GUARD:
+        if key in _HELD:  # this thread already holds the run's lock
             yield
+            return
+        fd = os.open(run.root, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            _HELD.add(key)
+            try:
+                yield
+            finally:
+                _HELD.discard(key)
+                fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+            os.close(fd)
+
+
+_LOCK_GUARD = threading.RLock()
+_HELD: set[str] = set()
 
 
 def record_failure(run: RunDir, sid: str, stage: str, exc: BaseException) -> None:
@@ -159,65 +223,146 @@ class StageReport:
     seconds: float
 
 
-def progress(iterable, total: int, desc: str):
-    from tqdm.auto import tqdm
+@runtime_checkable
+class Stage(Protocol):
+    """What :func:`run_stage` drives; the three stages implement it (overview, focus, evolve).
 
-    return tqdm(iterable, total=total, desc=desc, dynamic_ncols=True, disable=None)
+    name: ``"overview"`` | ``"focus"`` | ``"evolve"`` (the config file is ``RUN/<name>_config.json``).
+    batch_size: samples per :meth:`process` call.
+    settings(): ``{"config": <the stage's config fields>, "resolved": <what loading decided: model
+        source, dtype, ...; may be empty before setup>}``.
+    setup(): load models; called once, only if some sample is not done. What it raises propagates
+        (a missing model is one error, not one failure per sample).
+    is_done(sample): the sample's outputs exist, validate and were made with these settings.
+    process(batch): compute and write the outputs of a list of samples, atomically.
+    finalize(samples): after every batch, with all samples of the run (all shards).
+    Optional ``min_image_side``: samples whose image has a shorter side are recorded as failed
+    before any work (stage 1: the VLM's 28-pixel cell).
+    """
+
+    name: str
+    batch_size: int
+
+    def settings(self) -> dict: ...
+
+    def setup(self) -> None: ...
+
+    def is_done(self, sample) -> bool: ...
+
+    def process(self, batch: list) -> None: ...
+
+    def finalize(self, samples: Sequence) -> None: ...
 
 
-def run_stage(stage: str, run: RunDir, samples: Sequence, is_done: Callable, process: Callable,
-              batch_size: int = 1, desc: str | None = None, setup: Callable[[], None] | None = None) -> StageReport:
-    """Run ``process`` over the samples of this shard that are not yet done.
+@dataclass
+class FunctionStage:
+    """A :class:`Stage` made of plain callables (tests, small tools)."""
 
-    ``setup()`` (e.g. loading the model) runs once, only if some sample is not done, before any
-    sample is processed; what it raises is not a per-sample failure but propagates to the caller
-    (a missing model is one error, not N). A fully resumed run never calls it.
+    name: str
+    done: Callable
+    work: Callable
+    batch_size: int = 1
+    on_setup: Callable[[], None] | None = None
+    config: dict | None = None
 
+    def settings(self) -> dict:
+        return {"config": self.config or {}, "resolved": {}}
+
+    def setup(self) -> None:
+        if self.on_setup is not None:
+            self.on_setup()
+
+    def is_done(self, sample) -> bool:
+        return self.done(sample)
+
+    def process(self, batch: list) -> None:
+        self.work(batch)
+
+    def finalize(self, samples: Sequence) -> None:
+        pass
+
+
+def run_stage(stage: "Stage | str", run: RunDir, samples: Sequence, is_done: Callable | None = None,
+              process: Callable | None = None, batch_size: int = 1, desc: str | None = None,
+              setup: Callable[[], None] | None = None, *, all_samples: Sequence | None = None,
+              rank: int = 0, run_info: dict | None = None) -> StageReport:
+    """Run ``stage`` over the samples of this shard that are not yet done.
+
+    ``stage`` is a :class:`Stage`; the older form ``run_stage(name, run, samples, is_done, process,
+    batch_size, setup=...)`` builds a :class:`FunctionStage` of those callables.
+    ``RUN/<name>_config.json`` is written (rank 0) before any work when ``run_info`` is given, and
+    again after ``setup`` with the resolved settings. ``all_samples``: every sample of the run
+    (default ``samples``), handed to ``finalize``.
+
+    ``setup()`` runs once, only if some sample is not done, before any sample is processed; what
+    it raises propagates to the caller. A fully resumed run never calls it.
     ``process(batch)`` computes and writes the outputs of a list of samples. If it raises, each
     sample of that batch is retried alone, so one bad sample does not fail its neighbours; a
     sample that still raises is recorded in failures.jsonl. KeyboardInterrupt is never swallowed.
     """
-    t0 = time.perf_counter()
-    todo = [s for s in samples if not is_done(s)]
+    if isinstance(stage, str):
+        stage = FunctionStage(stage, is_done, process, batch_size, setup)
+    name, t0 = stage.name, time.perf_counter()
+    if run_info is not None:
+        write_stage_config(run, stage, run_info, rank)
+    todo = [s for s in samples if not stage.is_done(s)]
     skipped = len(samples) - len(todo)
-    if todo and setup is not None:
-        setup()
-    errors = {s.sample_id: image_error(s) for s in todo}
+    if todo:
+        stage.setup()
+        if run_info is not None:
+            write_stage_config(run, stage, run_info, rank)
+    min_side = getattr(stage, "min_image_side", None)  # the VLM stage refuses images below its cell
+    errors = {s.sample_id: input_error(s, min_side) for s in todo}
     for s in todo:
         if errors[s.sample_id]:
-            record_failure(run, s.sample_id, stage, ValueError(errors[s.sample_id]))
-    bad_images = sum(1 for e in errors.values() if e)
-    failed = bad_images
+            record_failure(run, s.sample_id, name, ValueError(errors[s.sample_id]))
+    bad_inputs = sum(1 for e in errors.values() if e)
+    failed = bad_inputs
     todo = [s for s in todo if not errors[s.sample_id]]
-    batches = [todo[i:i + batch_size] for i in range(0, len(todo), max(batch_size, 1))]
-    bar = progress(range(len(todo)), len(todo), desc or stage)
-    for batch in batches:
-        try:
-            process(batch)
-        except Exception:  # noqa: BLE001 - retried one by one below, then recorded
-            for s in batch:
-                try:
-                    if len(batch) > 1:
-                        process([s])
-                    else:
-                        raise
-                except Exception as exc:  # noqa: BLE001 - recorded per sample, run continues
-                    failed += 1
-                    record_failure(run, s.sample_id, stage, exc)
-                    _free_device_memory()
-                    if os.environ.get("RSVG_ZEROOV_TRACEBACK"):
-                        traceback.print_exc()
-        bar.update(len(batch))
-    bar.close()
+    size = max(int(stage.batch_size), 1)
+    batches = [todo[i:i + size] for i in range(0, len(todo), size)]
+    from .progress import bar as progress_bar
+
+    with progress_bar(len(todo), desc or (name if rank == 0 else f"{name}[{rank}]"), leave=True) as bar:
+        for batch in batches:
+            failed += _process_batch(stage, run, batch)
+            bar.update(len(batch))
+    stage.finalize(all_samples if all_samples is not None else samples)
     by_id = {s.sample_id: s for s in samples}
-    prune_failures(run, stage, lambda sid: sid in by_id and is_done(by_id[sid]))
-    report = StageReport(len(samples), skipped, len(todo) - (failed - bad_images), failed,
+    prune_failures(run, name, lambda sid: sid in by_id and stage.is_done(by_id[sid]))
+    report = StageReport(len(samples), skipped, len(todo) - (failed - bad_inputs), failed,
                          time.perf_counter() - t0)
-    print(f"[{stage}] {report.done} done, {report.skipped} already done (resumed), "
-          f"{report.failed} failed, {report.seconds:.1f}s -> {run.root}", file=sys.stderr)
+    log.info("[%s] %d done, %d already done (resumed), %d failed, %.1fs -> %s", name, report.done,
+             report.skipped, report.failed, report.seconds, run.root)
     if failed:
-        print(f"[{stage}] failures recorded in {run.failures}", file=sys.stderr)
+        log.warning("[%s] %d failed samples recorded in %s", name, failed, run.failures)
     return report
+
+
+def _process_batch(stage: Stage, run: RunDir, batch: list) -> int:
+    """``stage.process(batch)``; on an exception each sample alone. Returns how many failed."""
+    try:
+        stage.process(batch)
+        return 0
+    except Exception:  # noqa: BLE001 - retried one by one below, then recorded
+        if len(batch) == 1:
+            _record(stage, run, batch[0], sys.exc_info()[1])
+            return 1
+    failed = 0
+    for s in batch:
+        try:
+            stage.process([s])
+        except Exception as exc:  # noqa: BLE001 - recorded per sample, run continues
+            failed += 1
+            _record(stage, run, s, exc)
+    return failed
+
+
+def _record(stage: Stage, run: RunDir, sample, exc: BaseException) -> None:
+    record_failure(run, sample.sample_id, stage.name, exc)
+    _free_device_memory()
+    if os.environ.get("RSVG_ZEROOV_TRACEBACK"):
+        log.error("%s failed", sample.sample_id, exc_info=exc)
 
 
 def _free_device_memory() -> None:
@@ -228,10 +373,41 @@ def _free_device_memory() -> None:
 
 
 def write_config(run: RunDir, stage: str, config: dict, rank: int = 0) -> None:
-    """Write ``RUN/<stage>_config.json`` (rank 0 only, so shards do not race) with library versions."""
+    """Write ``RUN/<stage>_config.json`` = ``{"stage": stage, **config, "versions": ...}`` (rank 0
+    only, so shards do not race). Stages write it through :func:`write_stage_config`."""
     if rank != 0:
         return
     save_json(run.config(stage), {"stage": stage, **config, "versions": library_versions()})
+
+
+def stage_config_body(stage: Stage, run_info: dict) -> dict:
+    """The one schema of ``RUN/<stage>_config.json`` for every stage (the ``stage`` and
+    ``versions`` keys are added by :func:`write_config`)::
+
+        {"stage", "config": {every setting}, "resolved": {model source, dtype, ...},
+         "run": {dataset, root, split, limit, shard, world_size, device, source_run}, "versions"}
+    """
+    settings = stage.settings()
+    return {"config": jsonable(settings.get("config", {})), "resolved": jsonable(settings.get("resolved", {})),
+            "run": jsonable(run_info)}
+
+
+def write_stage_config(run: RunDir, stage: Stage, run_info: dict, rank: int = 0) -> None:
+    write_config(run, stage.name, stage_config_body(stage, run_info), rank)
+
+
+def read_stage_config(path: str | os.PathLike) -> dict:
+    """``{"config", "resolved", "run", "versions"}`` of a stage config file, also from the layouts
+    of earlier versions (stage 3 wrote its settings at the top level; stages 1-2 nested them under
+    "config" with the rest at the top level). Raises DumpError naming the file."""
+    raw = load_json(path)
+    if isinstance(raw.get("config"), dict) and isinstance(raw.get("run"), dict):
+        return {"config": raw["config"], "resolved": raw.get("resolved", {}), "run": raw["run"],
+                "versions": raw.get("versions", {})}
+    top = {k: v for k, v in raw.items() if k not in ("stage", "config", "versions")}
+    if isinstance(raw.get("config"), dict):  # earlier stages 1-2
+        return {"config": raw["config"], "resolved": top, "run": top, "versions": raw.get("versions", {})}
+    return {"config": top, "resolved": {}, "run": top, "versions": raw.get("versions", {})}  # earlier stage 3
 
 
 def library_versions() -> dict:
