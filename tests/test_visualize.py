@@ -163,6 +163,58 @@ def test_panels_are_valid_pngs_of_plausible_size(drawn):
             assert np.asarray(im.convert("L")).std() > 10  # not a blank canvas
 
 
+def test_thumbnails_are_small_jpegs_shown_by_the_cards(drawn):
+    _, run, _ = drawn
+    page = (run.root / "index.html").read_text(encoding="utf-8")
+    for sid in ("good", "boxy", "npzonly", "nofinal"):
+        thumb, panel = run.root / "thumbs" / f"{sid}.jpg", run.root / "panels" / f"{sid}.png"
+        with Image.open(thumb) as im:
+            assert im.format == "JPEG" and im.width == 400
+            with Image.open(panel) as full:
+                assert abs(im.height / im.width - full.height / full.width) < 0.01  # aspect kept
+        assert thumb.stat().st_size < panel.stat().st_size / 4
+        assert f'src="panels/{sid}.png" srcset="thumbs/{sid}.jpg 400w"' in page
+
+
+def test_index_writes_every_iou_in_one_format(drawn):
+    _, run, _ = drawn
+    page = (run.root / "index.html").read_text(encoding="utf-8")
+    meta = re.search(r'<p class="meta">(.*?)</p>', page).group(1)
+    assert "%" not in page.split("<style>")[0] + meta
+    mean = re.search(r"mean [a-z/]+ IoU ([0-9.]+);", meta).group(1)
+    values = [c["iou"].split()[-1] for c in cards(page) if c["iou"] != "no final mask"]
+    assert all(re.fullmatch(r"[01]\.[0-9]{3}", v) for v in [mean, *values]), (mean, values)
+    assert float(mean) == pytest.approx(np.mean(list(EXPECTED_IOU.values())), abs=1e-3)
+
+
+def test_colour_bar_labels_stay_in_their_cell(drawn):
+    """Raw attention (~1e-3) and large values: the tick labels fit the gap before the next cell."""
+    from dataclasses import replace
+
+    from rsvg_zeroov.datasets import load_samples
+    from rsvg_zeroov.visualize import gather, load_evolve_config
+    from rsvg_zeroov.visualize.panel import build_figure
+
+    jsonl, run, _ = drawn
+    sample = {s.sample_id: s for s in load_samples("jsonl", jsonl, "test")}["good"]
+    d = gather(run, sample, load_evolve_config(run))
+    scales = (0.0071234, 1e-3, 12345.678, 0.37)
+    d = replace(d, layers=tuple((layer, w, (arr + 0.5) * k) for (layer, w, arr), k in zip(d.layers, scales)))
+    fig = build_figure(d)
+    renderer = fig.canvas.get_renderer()
+    cells = [ax for ax in fig.axes if ax.axison]
+    bars = [child for ax in cells for child in ax.child_axes]  # the colour bars (inset axes)
+    assert len(bars) == len(d.layers) + 3  # every layer, A_C, A_CS, A_E
+    taken = [ax.get_window_extent(renderer) for ax in cells] + [ax.title.get_window_extent(renderer) for ax in cells]
+    for bar in bars:
+        labels = [t for t in bar.yaxis.get_ticklabels() if t.get_visible() and t.get_text()]
+        assert labels
+        for text in [*labels, bar.yaxis.get_offset_text()]:
+            box = text.get_window_extent(renderer)
+            assert fig.bbox.x0 <= box.x0 and box.x1 <= fig.bbox.x1, f"{text.get_text()!r} cut off at the edge"
+            assert not any(box.overlaps(other) for other in taken), f"{text.get_text()!r} runs into a cell"
+
+
 def test_index_sorted_worst_first_with_resolving_links(drawn):
     _, run, _ = drawn
     page = (run.root / "index.html").read_text(encoding="utf-8")

@@ -61,6 +61,14 @@ def select(samples: list, ids: list[str] | None) -> list:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The tool's exit status; a bad argument, data set or run directory: one ``error:`` line and
+    ``SystemExit(2)``."""
+    from rsvg_zeroov import cli
+
+    return cli.main(draw, argv)
+
+
+def draw(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.shard is not None:
         usage_error("--shard: the index page needs every panel; run tools/visualize.py once, with --workers")

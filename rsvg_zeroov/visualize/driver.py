@@ -1,13 +1,15 @@
 """Draw the panels of a run and its index page (what ``tools/visualize.py`` calls).
 
-Writes ``RUN/panels/<id>.png`` per sample and ``RUN/index.html``, each atomically. A sample whose
-inputs are missing or bad (overview dump, focus dumps or maps npz, image, masks) is reported on
-stderr with the error naming the file, listed on the page, and skipped; the others are drawn.
+Writes ``RUN/panels/<id>.png`` and its thumbnail ``RUN/thumbs/<id>.jpg`` per sample and
+``RUN/index.html``, each atomically. A sample whose
+inputs are missing or bad (overview dump, focus dumps or maps npz, image, masks) is skipped, with
+the error naming the file in the report (logged, and listed on the page); the others are drawn.
 """
 from __future__ import annotations
 
-import sys
+import logging
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -16,8 +18,10 @@ from typing import Iterator, Sequence
 from ..evolve.config import EvolveConfig
 from ..rundir import RunDir, atomic_write_bytes
 from .data import gather, load_evolve_config
-from .index import IndexEntry, render_index
-from .panel import render_panel
+from .index import THUMB_WIDTH, IndexEntry, render_index, thumb_rel
+from .panel import render_panel, thumbnail
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -31,9 +35,12 @@ class VisualizeReport:
 
 def draw_sample(run: RunDir, sample, config: EvolveConfig, protocol: str | None) -> IndexEntry:
     """Gather, render and write one sample's panel; raises ValueError/OSError on bad inputs."""
+    sid = sample.sample_id
     data = gather(run, sample, config, protocol)
-    atomic_write_bytes(run.panel_png(sample.sample_id), render_panel(data))
-    return IndexEntry(sample.sample_id, sample.expression, data.iou, data.iou_kind, run.panel_rel(sample.sample_id))
+    png = render_panel(data)
+    atomic_write_bytes(run.panel_png(sid), png)
+    atomic_write_bytes(run.root / thumb_rel(sid), thumbnail(png, THUMB_WIDTH))
+    return IndexEntry(sid, sample.expression, data.iou, data.iou_kind, run.panel_rel(sid), thumb_rel(sid))
 
 
 def _draw_job(job: tuple) -> tuple[IndexEntry | None, str | None]:
@@ -65,20 +72,22 @@ def visualize_run(run: RunDir | str | Path, samples: Sequence, *, config: Evolve
     else the paper defaults). protocol: evaluation protocol of the IoU (default zeroov).
     workers: drawing processes (1 = this process).
     """
-    from ..runner import progress
+    from ..progress import bar as progress_bar
 
     run = run if isinstance(run, RunDir) else RunDir(run)
     config = config if config is not None else load_evolve_config(run)
     jobs = [(run, sample, config, protocol) for sample in samples]
     outcomes = _outcomes(jobs, workers)
     drawn, skipped = [], []
-    bar = progress(outcomes, len(jobs), "visualize") if show_progress else outcomes
-    for sample, (entry, error) in zip(samples, bar):
-        if entry is not None:
-            drawn.append(entry)
-        else:
-            skipped.append((sample.sample_id, error))
-            print(f"[visualize] skipped {sample.sample_id}: {error}", file=sys.stderr)
+    with progress_bar(len(jobs), "visualize", leave=True) if show_progress else nullcontext() as bar:
+        for sample, (entry, error) in zip(samples, outcomes):
+            if entry is not None:
+                drawn.append(entry)
+            else:
+                skipped.append((sample.sample_id, error))
+                log.warning("skipped %s: %s", sample.sample_id, error)
+            if bar is not None:
+                bar.update()
     page = render_index(drawn, skipped, title or f"RSVG-ZeroOV run {run.root}")
     atomic_write_bytes(run.index_html, page.encode("utf-8"))
     return VisualizeReport(tuple(drawn), tuple(skipped), run.index_html)

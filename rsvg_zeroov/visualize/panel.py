@@ -16,6 +16,7 @@ import textwrap
 import numpy as np
 
 from .data import PanelData
+from .index import format_iou
 
 NCOLS = 5
 DPI = 90
@@ -34,6 +35,7 @@ HEAT_CMAP = "viridis"
 MASK_RGB = np.array([255, 40, 40], dtype=np.float32)  # red tint of mask overlays
 GT_RGB = np.array([40, 220, 80], dtype=np.float32)  # green tint of the ground truth
 TITLE_SIZE = 9
+TICK_SIZE = 8  # colour-bar tick labels
 
 
 def plain(text: str) -> str:
@@ -82,8 +84,23 @@ def _box_patch(box, color: str, inclusive: bool, dashed: bool = False):
 
 # ------------------------------------------------------------------------------ cells
 def heat(fig, ax, d: PanelData, arr: np.ndarray, title: str) -> None:
+    """A heat map with its colour bar in the gap on the right of the cell.
+
+    Tick labels have at most three significant digits; a common power of ten (raw attention
+    maps are ~1e-3) goes above the bar, so the labels fit the gap instead of running into the next
+    cell.
+    """
+    from matplotlib.ticker import MaxNLocator, ScalarFormatter
+
     im = ax.imshow(arr, cmap=HEAT_CMAP, interpolation="nearest", extent=_extent(d))
-    fig.colorbar(im, cax=ax.inset_axes([1.04, 0.0, 0.05, 1.0]))
+    bar = fig.colorbar(im, cax=ax.inset_axes([1.04, 0.0, 0.05, 1.0]))
+    formatter = ScalarFormatter(useOffset=False)
+    formatter.set_powerlimits((-2, 3))
+    bar.locator = MaxNLocator(nbins=5)
+    bar.formatter = formatter
+    bar.update_ticks()
+    bar.ax.tick_params(labelsize=TICK_SIZE)
+    bar.ax.yaxis.get_offset_text().set_fontsize(TICK_SIZE)
     ax.set_title(title, fontsize=TITLE_SIZE)
 
 
@@ -152,7 +169,7 @@ def cells(fig, d: PanelData) -> list:
 
 
 def suptitle(d: PanelData) -> str:
-    score = "no final mask" if d.iou is None else f"{d.iou_kind} IoU {d.iou:.3f}"
+    score = "no final mask" if d.iou is None else f"{d.iou_kind} IoU {format_iou(d.iou)}"
     line = f"{d.sample_id}   |   {score}   |   {d.config.fidelity}, maps {d.maps_source}"
     if d.answer:
         line += "\nVLM answer: " + wrap(d.answer, 100, 1)
@@ -161,6 +178,27 @@ def suptitle(d: PanelData) -> str:
 
 def render_panel(d: PanelData) -> bytes:
     """The sample's panel as PNG bytes: :data:`NCOLS` cells a row, in the order of :func:`cells`."""
+    buf = io.BytesIO()
+    build_figure(d).savefig(buf, format="png", dpi=DPI)
+    return buf.getvalue()
+
+
+def thumbnail(png: bytes, width: int) -> bytes:
+    """A JPEG of the panel ``png`` scaled to ``width`` pixels wide (aspect kept; a smaller panel
+    keeps its size): ~25 KB where the panel is ~350 KB, for the index page."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(png)) as im:
+        rgb = im.convert("RGB")
+    if rgb.width > width:
+        rgb = rgb.resize((width, max(1, round(rgb.height * width / rgb.width))), Image.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    rgb.save(buf, format="JPEG", quality=85, optimize=True)
+    return buf.getvalue()
+
+
+def build_figure(d: PanelData):
+    """The panel's matplotlib Figure (Agg canvas), laid out but not yet saved."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -183,6 +221,4 @@ def render_panel(d: PanelData) -> bytes:
     for ax in axes[len(todo):]:
         ax.set_axis_off()
     fig.suptitle(suptitle(d), fontsize=TITLE_SIZE + 3, y=1 - 0.25 / fig_h, va="top")
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI)
-    return buf.getvalue()
+    return fig
