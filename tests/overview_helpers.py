@@ -26,18 +26,22 @@ SQUARE = (rgb(84, 84, 1), "the white storage tank in the middle")  # grid 3 x 3
 NONSQUARE = (rgb(56, 84, 2), "a ship near the harbor")             # H 56, W 84 -> grid 2 x 3
 
 
-def eager_oracle(model_dir, item, layers, weights, max_new_tokens, min_new_tokens=None, eos=None) -> dict:
-    """Released recipe for one (rgb, expression): per_layer (n, gh, gw), fused (gh, gw), tokens, grid."""
+def eager_oracle(model_dir, item, layers, weights, max_new_tokens, min_new_tokens=None, eos=None,
+                 dtype="float32") -> dict:
+    """Released recipe for one (rgb or image path, expression): per_layer (n, gh, gw), fused (gh, gw),
+    tokens, grid. In ``dtype`` the model runs, the attention probabilities are taken and averaged
+    over heads then steps (as the released script); cast to float32 after, fused in float64."""
     import torch
     from PIL import Image
     from qwen_vl_utils import process_vision_info
 
     from rsvg_zeroov.models.registry import load_qwen
 
-    model, processor, _ = load_qwen(str(model_dir), dtype=torch.float32, device="cpu")
+    model, processor, _ = load_qwen(str(model_dir), dtype=getattr(torch, dtype), device="cpu")
     model.set_attn_implementation("eager")
     image, expression = item
-    messages = [{"role": "user", "content": [{"type": "image", "image": Image.fromarray(image)},
+    image = str(image) if not isinstance(image, np.ndarray) else Image.fromarray(image)  # a path: as released
+    messages = [{"role": "user", "content": [{"type": "image", "image": image},
                                              {"type": "text", "text": PROMPT.format(q=expression)}]}]
     text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     images, _ = process_vision_info(messages)
@@ -58,14 +62,14 @@ def eager_oracle(model_dir, item, layers, weights, max_new_tokens, min_new_token
     for layer in layers:
         steps = [step[layer][0, :, -1, start:end].mean(0) for step in out.attentions]  # (gh*gw,) per step
         per_layer.append(torch.stack(steps).mean(0).reshape(gh, gw))
-    per_layer = torch.stack(per_layer).double()
+    per_layer = torch.stack(per_layer).float().double()
     fused = sum(w * (a - a.min()) / (a.max() - a.min()) for w, a in zip(weights, per_layer))
     return {"per_layer": per_layer.numpy(), "fused": fused.numpy(), "grid": (gh, gw),
             "tokens": out.sequences[0, inputs["input_ids"].shape[1]:].tolist(), "steps": len(out.attentions)}
 
 
 def write_jsonl_dataset(folder, items) -> str:
-    """A JSONL data set (DATASETS.md custom format) of [(id, rgb, expression), ...]; returns the file."""
+    """A JSONL data set (docs/datasets.md, the JSONL format) of [(id, rgb, expression), ...]; returns the file."""
     import json
 
     from PIL import Image

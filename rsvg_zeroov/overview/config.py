@@ -1,4 +1,4 @@
-"""Stage 1 settings: one frozen object with the paper/released defaults (METHOD.md sections 1 and 4).
+"""Stage 1 settings: one frozen object with the paper/released defaults (docs/method.md, stage 1).
 
 Everything the stage does is decided here; CLI flags only override fields they are given.
 """
@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 PROMPT_TEMPLATE = ("Locate it according to the following description.  {q} "
                    "The output format should be like [x1, y1, x2, y2] without any other text.")
 DTYPES = ("float32", "float16", "bfloat16")
+FIDELITIES = ("released", "corrected")
 
 
 class LayerError(ValueError):
@@ -20,9 +21,9 @@ class LayerError(ValueError):
 class OverviewConfig:
     """How the Overview map A_C is computed.
 
-    layers: 0-based decoder layers whose attention is captured (METHOD: 16, 17, 18, 19).
-    weights: fusion weight of each layer, same order (METHOD: 0.1, 0.1, 0.3, 0.5).
-    max_new_tokens: generation budget (METHOD: 1024).
+    layers: 0-based decoder layers whose attention is captured (paper: 16, 17, 18, 19).
+    weights: fusion weight of each layer, same order (paper: 0.1, 0.1, 0.3, 0.5).
+    max_new_tokens: generation budget (paper: 1024).
     min_new_tokens: None (released) or a fixed lower bound (tests/benchmarks fix the answer length).
     prompt_template: the user text; ``{q}`` is replaced by the referring expression.
     max_pixels: qwen_vl_utils ``max_pixels`` for the image; None = the qwen_vl_utils default
@@ -32,6 +33,10 @@ class OverviewConfig:
     dtype: "float32" | "float16" | "bfloat16" | None (= bfloat16 on CUDA, float32 on CPU).
     batch_size: samples per ``generate`` call (left padding; the same maps as one by one).
     model: registry key, hub id or local folder (None = the registry default, Qwen2.5-VL-7B).
+    fidelity: "released" (default) or "corrected". They differ only with a half-precision model:
+        released takes the attention probabilities in the model dtype, averages over heads and then
+        over steps in that dtype, casts to float32 afterwards and fuses in float64, as the released
+        script does; corrected accumulates in float32. In float32 both are the same arithmetic.
     """
 
     layers: tuple[int, ...] = (16, 17, 18, 19)
@@ -45,6 +50,7 @@ class OverviewConfig:
     dtype: str | None = None
     batch_size: int = 1
     model: str | None = None
+    fidelity: str = "released"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "layers", tuple(int(v) for v in self.layers))
@@ -64,6 +70,8 @@ class OverviewConfig:
             raise ValueError("OverviewConfig.prompt_template must contain '{q}' (the referring expression)")
         if self.dtype is not None and self.dtype not in DTYPES:
             raise ValueError(f"OverviewConfig.dtype={self.dtype!r}; choose from {', '.join(DTYPES)}")
+        if self.fidelity not in FIDELITIES:
+            raise ValueError(f"OverviewConfig.fidelity={self.fidelity!r}; choose from {', '.join(FIDELITIES)}")
         if self.batch_size < 1:
             raise ValueError(f"OverviewConfig.batch_size={self.batch_size}; must be >= 1")
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from .capture import capture_last_row
 from .config import OverviewConfig
-from .fuse import fuse, stack_dump
+from .fuse import fuse, fuse64, stack_dump
 from .prompt import PreparedBatch, prepare_batch
 
 
@@ -73,6 +73,13 @@ class Overview:
         return self
 
     @property
+    def released_arithmetic(self) -> bool:
+        """Average in the model dtype and fuse in float64 (released fidelity, half-precision model)."""
+        import torch
+
+        return self.config.fidelity == "released" and self._require().dtype != torch.float32
+
+    @property
     def dtype_name(self) -> str:
         return str(self._require().dtype).removeprefix("torch.")
 
@@ -111,7 +118,7 @@ class Overview:
         with torch.inference_mode():
             if not capture:
                 return model.generate(**inputs, generation_config=gc).cpu(), None
-            with capture_last_row(model, self.config.layers, self.eos_ids(gc)) as recorder:
+            with capture_last_row(model, self.config.layers, self.eos_ids(gc), self.released_arithmetic) as recorder:
                 sequences = model.generate(**inputs, generation_config=gc)
         return sequences.cpu(), recorder
 
@@ -132,6 +139,7 @@ class Overview:
         maps = {layer: m.float().cpu().numpy() for layer, m in recorder.mean_maps().items()}
         steps = recorder.steps.cpu().numpy()
         eos = set(self.eos_ids())
+        fuse_maps = fuse64 if self.released_arithmetic else fuse
         results = []
         for b in range(len(batch.prompts)):
             tokens = _until_eos(sequences[b, batch.prompt_len:].tolist(), eos)
@@ -140,7 +148,7 @@ class Overview:
             per_layer = np.stack([maps[layer][b, start:end].reshape(gh, gw) for layer in self.config.layers])
             per_layer = per_layer.astype(np.float32, copy=False)
             results.append(OverviewResult(
-                fused=fuse(per_layer, self.config.weights), per_layer=per_layer,
+                fused=fuse_maps(per_layer, self.config.weights).astype(np.float32), per_layer=per_layer,
                 answer=self.processor.decode(tokens, skip_special_tokens=True),
                 prompt=batch.prompts[b], chat_prompt=batch.chat_texts[b], grid=(gh, gw),
                 image_size=batch.image_sizes[b], resized_size=batch.resized[b], token_ids=tuple(tokens)))
