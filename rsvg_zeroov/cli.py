@@ -20,6 +20,7 @@ import dataclasses
 import logging
 import os
 import sys
+import types
 import typing
 from pathlib import Path
 from typing import Any, Callable
@@ -72,8 +73,9 @@ def _sequence_parser(item: type, name: str):
 
 def _scalar_type(annotation):
     """int / float / str from an annotation like ``int | None``; (tuple, item) for tuples."""
-    hints = [a for a in typing.get_args(annotation) if a is not type(None)] or [annotation]
-    base = hints[0]
+    base = annotation
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        base = next(a for a in typing.get_args(annotation) if a is not type(None))
     if typing.get_origin(base) is tuple:
         return tuple, typing.get_args(base)[0]
     return base, None

@@ -171,7 +171,7 @@ class Registry:
 
     def missing_message(self, ref: ModelRef, flag: str) -> str:
         """What to do about one missing model, naming the command's own ``flag``."""
-        what = ROLE_NAMES[self.role]
+        what = ROLE_NAMES.get(self.role, self.role)
         e = self.entry(ref.key) if ref.key else None
         if e is not None and e.checkpoint is not None:
             where = self.checkpoint_dir or Path(".")
