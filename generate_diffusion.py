@@ -29,6 +29,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     m = p.add_argument_group("focus settings (default: FocusConfig, METHOD.md)")
     m.add_argument("--model", default=None, help="registry key (sd-v1-4, tiny, ...), hub id or local folder")
     m.add_argument("--steps", type=int, default=None, help="DDIM steps (METHOD: 20)")
+    m.add_argument("--steps-offset", type=int, default=None,
+                   help="added to every timestep (default 1 as released: 951, ..., 1; 0: 950, ..., 0)")
     m.add_argument("--guidance", type=float, default=None, help="classifier-free guidance (METHOD: 7.5)")
     m.add_argument("--inversion", choices=INVERSIONS, default=None,
                    help="nulltext (METHOD), ddim (no optimisation) or noise (one noised forward at --timestep)")
@@ -36,7 +38,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     m.add_argument("--inner-steps", type=int, default=None, help="max Adam steps per timestep (METHOD: 10)")
     m.add_argument("--batch-size", type=int, default=None, help="samples per UNet call (default 1)")
     m.add_argument("--dtype", choices=DTYPES, default=None, help="model dtype (default float32)")
-    m.add_argument("--storage-dtype", choices=STORAGE_DTYPES, default=None, help="saved maps (default float16)")
+    m.add_argument("--dump-dtype", "--storage-dtype", dest="storage_dtype", choices=STORAGE_DTYPES, default=None,
+                   help="dtype of the saved maps (default float32 as released; float16 halves them)")
     m.add_argument("--save-full-64", action="store_true", default=None, help="also save self_64.npy (32 MB)")
     m.add_argument("--save-self-16", action="store_true", default=None,
                    help="also save self_16.npy and self_16to32_{released,corrected}.npy")
@@ -48,7 +51,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def build_config(args: argparse.Namespace) -> FocusConfig:
     try:
         return FocusConfig().override(
-            model=args.model, num_steps=args.steps, guidance=args.guidance, inversion=args.inversion,
+            model=args.model, num_steps=args.steps, steps_offset=args.steps_offset, guidance=args.guidance, inversion=args.inversion,
             noise_timestep=args.timestep, inner_steps=args.inner_steps, batch_size=args.batch_size,
             dtype=args.dtype, storage_dtype=args.storage_dtype, save_full_64=args.save_full_64,
             save_self_16=args.save_self_16, save_cross=args.save_cross)

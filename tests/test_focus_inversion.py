@@ -19,9 +19,9 @@ from rsvg_zeroov.focus.scheduler import DDIM
 def test_ddim_schedule_matches_diffusers(tiny_dir):
     from diffusers import DDIMScheduler
 
-    ddim = DDIM.from_config(20)
+    ddim = DDIM.from_config(20, steps_offset=0)  # the saved scheduler's offset (the released one: 1)
     assert ddim.timesteps == tuple(range(950, -1, -50))
-    ref = DDIMScheduler.from_pretrained(tiny_dir / "sd" / "scheduler")  # the METHOD settings, as saved
+    ref = DDIMScheduler.from_pretrained(tiny_dir / "sd" / "scheduler")  # the paper's settings, offset 0
     ref.set_timesteps(20)
     assert ref.timesteps.tolist() == list(ddim.timesteps)
     np.testing.assert_allclose(ddim.alphas_cumprod, ref.alphas_cumprod.numpy(), rtol=0, atol=0)
@@ -133,7 +133,7 @@ def test_faithful_nulltext_schedule_beats_ddim_inversion(tiny_dir, monkeypatch):
     focus = Focus(FocusConfig(image_size=256)).attach(tiny_sd(tiny_dir))
     cfg, ddim, unet, f32 = focus.config, focus.ddim, focus.sd.unet, torch.float32
     assert (cfg.num_steps, cfg.inner_steps, cfg.guidance, cfg.inversion) == (20, 10, 7.5, "nulltext")
-    assert ddim.timesteps == tuple(range(950, -1, -50))
+    assert ddim.timesteps == tuple(t + 1 for t in range(950, -1, -50))  # the released 951, ..., 1
     latent0, _, cond, uncond = focus.encode([(make_image(2, 128, 128), "the bright yellow building.")])
     assert latent0.shape == (1, 4, 32, 32)
     trajectory = ddim_invert(unet, ddim, latent0, cond, f32)

@@ -48,7 +48,8 @@ def _main(argv):
 def test_cli_writes_contract_files_resumes_and_records_failures(tmp_path, tiny_dir):
     data, out = _dataset(tmp_path / "data"), tmp_path / "run"
     args = ["--dataset", "jsonl", "--root", str(data), "--out", str(out), "--model", "tiny",
-            "--inversion", "ddim", "--steps", "2"]
+            "--inversion", "ddim", "--steps", "2", "--steps-offset", "0", "--dump-dtype", "float16"]
+    legacy = dict(steps_offset=0, storage_dtype="float16")  # the defaults before the released ones
     assert _main(args) == 1  # one sample failed -> non-zero exit
     run = RunDir(out)
     failures = run.read_failures()
@@ -75,7 +76,7 @@ def test_cli_writes_contract_files_resumes_and_records_failures(tmp_path, tiny_d
     _dataset(tmp_path / "data", broken=False)  # repair c, run again: a and b are skipped
     assert _main(args) == 0
     assert {p: p.stat().st_mtime_ns for p in run.focus_dir("a").iterdir()} == stamp
-    assert is_done(run, "c", FocusConfig(num_steps=2, inversion="ddim")) and run.read_failures() == []
+    assert is_done(run, "c", FocusConfig(num_steps=2, inversion="ddim", **legacy)) and run.read_failures() == []
     assert not is_done(run, "c", FocusConfig())  # other settings (20 steps, null-text) would recompute it
 
 

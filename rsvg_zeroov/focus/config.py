@@ -21,10 +21,13 @@ class FocusConfig:
     image_size: the image is resized to image_size x image_size, aspect ratio ignored (METHOD: 512,
         so the latent is 64x64 and self-attention exists at r = 64, 32, 16, 8). ``resize`` is the
         PIL filter (bicubic: PIL's default for ``Image.resize``).
-    num_steps: DDIM steps of inversion, optimisation and re-denoising (METHOD: 20 -> 950, ..., 0).
+    num_steps: DDIM steps of inversion, optimisation and re-denoising (METHOD: 20 -> 951, ..., 1).
+    steps_offset: added to every timestep (1: the released pipeline, whose
+        ``StableDiffusionPipeline.__init__`` rewrites a fresh DDIMScheduler's 0 to 1, so 20 steps run
+        at 951, 901, ..., 1; 0: the timesteps 950, ..., 0 of versions before this option).
     guidance: classifier-free guidance scale (METHOD: 7.5).
     beta_start, beta_end, num_train_timesteps: the scaled-linear DDIM schedule (METHOD: 0.00085,
-        0.012, 1000; clip_sample False, set_alpha_to_one False, steps_offset 0 are fixed).
+        0.012, 1000; clip_sample False and set_alpha_to_one False are fixed).
     inversion: "nulltext" (METHOD: DDIM inversion + null-text optimisation), "ddim" (inversion only;
         the unconditional embedding stays the empty prompt's) or "noise" (one noised forward at
         ``noise_timestep`` with seeded Gaussian noise; ``seed``). The last two are cheaper,
@@ -39,7 +42,8 @@ class FocusConfig:
     save_cross: also save cross-attention ``cross_<r>.npy`` (r, r, 77) of every captured resolution.
     dtype: model dtype "float32" | "float16" | "bfloat16" | None (= float32: the released ran in
         float32, and null-text gradients underflow in float16 without loss scaling).
-    storage_dtype: dtype of the saved maps (float16 default: 6 MB per sample; recorded in meta.json).
+    storage_dtype: dtype of the saved maps (float32 default, as released: 12 MB per sample; float16
+        halves it and moves a few mask pixels; recorded in meta.json). Readers accept both.
     batch_size: samples per UNet call in every phase (each keeps its own null-text embeddings and
         its own early stopping; results equal batch 1 within 1e-4).
     accumulate: "running" (running sums on the device, default) or "host_list" (the released
@@ -50,6 +54,7 @@ class FocusConfig:
     image_size: int = 512
     resize: str = "bicubic"
     num_steps: int = 20
+    steps_offset: int = 1
     guidance: float = 7.5
     beta_start: float = 0.00085
     beta_end: float = 0.012
@@ -67,7 +72,7 @@ class FocusConfig:
     save_self_16: bool = False
     save_cross: bool = False
     dtype: str | None = None
-    storage_dtype: str = "float16"
+    storage_dtype: str = "float32"
     batch_size: int = 1
     accumulate: str = "running"
 
@@ -83,6 +88,10 @@ class FocusConfig:
              f"image_size={self.image_size}; must be a positive multiple of 64 (METHOD: 512)"),
             (1 <= self.num_steps <= self.num_train_timesteps,
              f"num_steps={self.num_steps}; must be in 1..{self.num_train_timesteps} (METHOD: 20)"),
+            (0 <= self.steps_offset and (self.num_steps - 1) * (self.num_train_timesteps // max(self.num_steps, 1))
+             + self.steps_offset < self.num_train_timesteps,
+             f"steps_offset={self.steps_offset}; must be >= 0 and keep the largest timestep below "
+             f"{self.num_train_timesteps} (released: 1)"),
             (0 <= self.noise_timestep < self.num_train_timesteps,
              f"noise_timestep={self.noise_timestep}; must be in 0..{self.num_train_timesteps - 1}"),
             (self.inner_steps >= 0, f"inner_steps={self.inner_steps}; must be >= 0 (METHOD: 10)"),
@@ -97,6 +106,13 @@ class FocusConfig:
     def self_resolutions(self) -> tuple[int, ...]:
         """Resolutions r whose self-attention is captured: 32 and 64, plus 16 on request."""
         return (16, 32, 64) if self.save_self_16 else (32, 64)
+
+    @property
+    def timesteps(self) -> tuple[int, ...]:
+        """The DDIM timesteps in denoising order (951, 901, ..., 1 by default)."""
+        from .scheduler import leading_timesteps
+
+        return leading_timesteps(self.num_steps, self.num_train_timesteps, self.steps_offset)
 
     @property
     def cross_resolutions(self) -> tuple[int, ...]:

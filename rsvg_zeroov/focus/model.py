@@ -98,7 +98,7 @@ class Focus:
         self.device = torch.device(device)
         self.dtype = self.config.torch_dtype()
         c = self.config
-        self.ddim = DDIM.from_config(c.num_steps, c.num_train_timesteps, c.beta_start, c.beta_end)
+        self.ddim = DDIM.from_config(c.num_steps, c.num_train_timesteps, c.beta_start, c.beta_end, c.steps_offset)
         self.sd = None
 
     def load(self) -> "Focus":
@@ -252,7 +252,8 @@ class Focus:
             "timesteps": list(self.ddim.timesteps), "guidance": c.guidance, "inversion": c.inversion,
             "scheduler": {"name": "DDIM", "beta_start": c.beta_start, "beta_end": c.beta_end,
                           "beta_schedule": "scaled_linear", "num_train_timesteps": c.num_train_timesteps,
-                          "clip_sample": False, "set_alpha_to_one": False, "steps_offset": 0, "eta": 0.0},
+                          "clip_sample": False, "set_alpha_to_one": False, "steps_offset": c.steps_offset,
+                          "eta": 0.0},
             "dtype": c.dtype or "float32", "storage_dtype": c.storage_dtype, "batch_size": c.batch_size,
             "latent_scale": float(self.sd.vae.config.scaling_factor), "reconstruction_mse": mse,
             "captured": {f"{kind}_{r}": {"layers": len(group), "heads": group[0][1], "calls": store.calls((kind, r))}

@@ -50,9 +50,13 @@ def load_meta(run: RunDir, sid: str) -> dict:
 
 
 def settings_match(meta: dict, config: FocusConfig) -> bool:
-    """Whether a sample's meta.json was written with this config's steps, guidance and inversion mode."""
-    return (meta.get("steps"), meta.get("guidance"), meta.get("inversion")) == \
-        (config.num_steps, config.guidance, config.inversion)
+    """Whether a sample's meta.json was written with this config's steps, guidance, inversion mode,
+    storage dtype and (except in noise mode, which runs one forward) timesteps (951, ..., 1 by default;
+    runs of earlier versions recorded 950, ..., 0 and match ``steps_offset=0``)."""
+    if (meta.get("steps"), meta.get("guidance"), meta.get("inversion"), meta.get("storage_dtype")) != \
+            (config.num_steps, config.guidance, config.inversion, config.storage_dtype):
+        return False
+    return config.inversion == "noise" or "timesteps" not in meta or meta["timesteps"] == list(config.timesteps)
 
 
 def is_done(run: RunDir, sid: str, config: FocusConfig) -> bool:
@@ -77,7 +81,7 @@ def write_result(run: RunDir, sid: str, result, config: FocusConfig) -> None:
         raise RuntimeError(f"{sid}: result holds {sorted(files)}, config expects {sorted(shapes)}")
     for name, arr in files.items():
         save_npy(run.focus_file(sid, name), np.asarray(arr, dtype=dtype))
-    meta = dict(result.meta, files={name: list(arr.shape) for name, arr in files.items()},
+    meta = dict(result.meta, storage_dtype=config.storage_dtype, files={name: list(arr.shape) for name, arr in files.items()},
                 bytes=sum(int(np.asarray(a).size) * dtype.itemsize for a in files.values()))
     save_json(run.focus_file(sid, FOCUS_META), meta)
 
