@@ -1,7 +1,7 @@
 """The Overview model: load Qwen2.5-VL once, then map many (image, expression) pairs to A_C.
 
 Two tiers (as SAM's predictor): ``Overview(config, device).load()`` once, then
-``overview([(rgb, expression), ...])`` -> list of :class:`OverviewResult`, batched by
+``overview([(image, expression), ...])`` -> list of :class:`OverviewResult`, batched by
 ``config.batch_size`` with left padding. Used by the stage driver and by one-process pipelines.
 """
 from __future__ import annotations
@@ -104,7 +104,7 @@ class Overview:
         eos = (gc or self.generation_config()).eos_token_id
         return [] if eos is None else [int(eos)] if isinstance(eos, int) else [int(e) for e in eos]
 
-    def prepare(self, items: Sequence[tuple[np.ndarray, str]]) -> PreparedBatch:
+    def prepare(self, items: Sequence[tuple[object, str]]) -> PreparedBatch:
         self._require()
         return prepare_batch(self.processor, items, self.config)
 
@@ -122,8 +122,11 @@ class Overview:
                 sequences = model.generate(**inputs, generation_config=gc)
         return sequences.cpu(), recorder
 
-    def __call__(self, items: Sequence[tuple[np.ndarray, str]]) -> list[OverviewResult]:
-        """[(uint8 RGB (H, W, 3), expression), ...] -> one :class:`OverviewResult` per item, in order."""
+    def __call__(self, items: Sequence[tuple[object, str]]) -> list[OverviewResult]:
+        """[(image, expression), ...] -> one :class:`OverviewResult` per item, in order.
+
+        ``image``: a path (read by ``qwen_vl_utils`` as the released script does), a PIL image or
+        uint8 RGB (H, W, 3); see :func:`rsvg_zeroov.overview.prompt.vlm_image`."""
         out: list[OverviewResult] = []
         size = self.config.batch_size
         for i in range(0, len(items), size):

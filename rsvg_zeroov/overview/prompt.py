@@ -1,6 +1,6 @@
 """Stage 1 inputs: the chat messages, qwen_vl_utils image preprocessing, and where the image tokens are.
 
-One user turn holds the image and the released prompt (METHOD.md section 1); the chat template's
+One user turn holds the image and the released prompt (docs/method.md, stage 1); the chat template's
 default system prompt stays and ``add_generation_prompt=True``. Images are resized by
 ``qwen_vl_utils`` (smart resize to multiples of 28 within ``[min_pixels, max_pixels]``), then the
 processor turns a batch into left-padded model inputs. The image key positions of row ``b`` are
@@ -46,7 +46,7 @@ class PreparedBatch:
 
 
 def build_messages(image, text: str, config: OverviewConfig) -> list[dict]:
-    """The released conversation: one user turn with the image (a PIL image) then ``text``."""
+    """The released conversation: one user turn with the image (a path or a PIL image) then ``text``."""
     element: dict = {"type": "image", "image": image}
     if config.max_pixels is not None:
         element["max_pixels"] = int(config.max_pixels)
@@ -63,30 +63,53 @@ def _processor_size(config: OverviewConfig) -> dict:
                      "longest_edge": int(config.max_pixels or QWEN_VL_MAX_PIXELS)}}
 
 
-def prepare_batch(processor, items: Sequence[tuple[np.ndarray, str]], config: OverviewConfig) -> PreparedBatch:
-    """Turn ``items`` = [(uint8 RGB (H, W, 3), expression), ...] into left-padded model inputs."""
+def vlm_image(image) -> tuple[Any, tuple[int, int]]:
+    """What ``qwen_vl_utils`` gets for one image, and the original (W, H).
+
+    A path (str / PathLike) is passed on as the path, as the released script does: ``fetch_image``
+    opens it with PIL, composites RGBA onto white and converts every other mode with
+    ``convert("RGB")`` (docs/method.md, "How each stage reads the image"). A PIL image goes through
+    the same conversion; a uint8 RGB (H, W, 3) array is wrapped as a PIL image.
+    """
+    import os
+
     from PIL import Image
+
+    if isinstance(image, (str, os.PathLike)):
+        from ..images import image_size
+
+        h, w = image_size(image)  # ImageError for a missing / unreadable file, before the model runs
+        return str(image), (w, h)
+    if isinstance(image, Image.Image):
+        return image, image.size
+    if not (isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8):
+        raise ValueError(f"overview input image must be a path, a PIL image or uint8 RGB (H, W, 3), got "
+                         f"{getattr(image, 'dtype', type(image))} {getattr(image, 'shape', '')}")
+    return Image.fromarray(image), (int(image.shape[1]), int(image.shape[0]))
+
+
+def prepare_batch(processor, items: Sequence[tuple[Any, str]], config: OverviewConfig) -> PreparedBatch:
+    """Turn ``items`` = [(image, expression), ...] into left-padded model inputs; ``image`` as
+    :func:`vlm_image` takes it (a path as the released script, a PIL image, or uint8 RGB (H, W, 3))."""
     from qwen_vl_utils import process_vision_info
 
-    prompts, chat_texts, images = [], [], []
-    for rgb, expression in items:
-        if not (isinstance(rgb, np.ndarray) and rgb.ndim == 3 and rgb.shape[2] == 3 and rgb.dtype == np.uint8):
-            raise ValueError(f"overview input image must be uint8 RGB (H, W, 3), got "
-                             f"{getattr(rgb, 'dtype', type(rgb))} {getattr(rgb, 'shape', '')}")
+    prompts, chat_texts, images, sizes = [], [], [], []
+    for image, expression in items:
+        element, size = vlm_image(image)
         text = config.prompt(expression)
-        messages = build_messages(Image.fromarray(rgb), text, config)
+        messages = build_messages(element, text, config)
         chat_texts.append(processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
         image_inputs, _ = process_vision_info(messages)
         images.extend(image_inputs)
         prompts.append(text)
+        sizes.append(size)
     inputs = processor(text=chat_texts, images=images, padding=True, padding_side="left",
                        return_tensors="pt", **_processor_size(config))
     merge = int(processor.image_processor.merge_size)
     grids = tuple((int(h) // merge, int(w) // merge) for _, h, w in inputs["image_grid_thw"].tolist())
     spans = tuple(image_span(row, processor, grid) for row, grid in zip(inputs["input_ids"], grids))
-    sizes = tuple((int(rgb.shape[1]), int(rgb.shape[0])) for rgb, _ in items)
     return PreparedBatch(inputs=inputs, prompts=tuple(prompts), chat_texts=tuple(chat_texts), spans=spans,
-                         grids=grids, image_sizes=sizes, resized=tuple(tuple(im.size) for im in images))
+                         grids=grids, image_sizes=tuple(sizes), resized=tuple(tuple(im.size) for im in images))
 
 
 def image_span(input_ids, processor, grid: tuple[int, int]) -> tuple[int, int]:

@@ -32,7 +32,7 @@ def is_done(run: RunDir, sid: str, config: OverviewConfig, image_size: tuple[int
 
 
 def sidecar(result: OverviewResult, overview: Overview, sid: str, image: str) -> dict:
-    """The ``<sample_id>.json`` next to the dump (CONTRACTS.md plus everything that decided the maps)."""
+    """The ``<sample_id>.json`` next to the dump (docs/run-directory.md, plus everything that decided the maps)."""
     settings = overview.settings()
     cfg = overview.config
     return {
@@ -55,7 +55,6 @@ def write_result(run: RunDir, sid: str, result: OverviewResult, overview: Overvi
 def run_dataset(run: RunDir, samples: Sequence, config: OverviewConfig, device: str, rank: int = 0,
                 world: int = 1):
     """Process this shard's samples; returns the :class:`rsvg_zeroov.runner.StageReport`."""
-    from ..images import load_rgb
     from ..runner import run_stage
 
     extra: dict = {"world_size": world}
@@ -69,7 +68,7 @@ def run_dataset(run: RunDir, samples: Sequence, config: OverviewConfig, device: 
         return is_done(run, sample.sample_id, config, (sample.width, sample.height))
 
     def process(batch) -> None:
-        results = overview([(load_rgb(s.image_path), s.expression) for s in batch])
+        results = overview([(s.image_path, s.expression) for s in batch])  # the path, as released
         for s, result in zip(batch, results):
             write_result(run, s.sample_id, result, overview, str(s.image_path))
 
@@ -80,11 +79,9 @@ def run_dataset(run: RunDir, samples: Sequence, config: OverviewConfig, device: 
 def run_single(out: str | Path, image_path: str | Path, question: str, config: OverviewConfig,
                device: str) -> tuple[Path, OverviewResult]:
     """One image (the released interface): writes ``OUT/overview/<image stem>.npy`` + ``.json``."""
-    from ..images import load_rgb
-
     run, sid = RunDir(out), Path(image_path).stem
     overview = Overview(config, device).load()
-    result = overview([(load_rgb(image_path), question)])[0]
+    result = overview([(image_path, question)])[0]
     write_result(run, sid, result, overview, str(image_path))
     _write_stage_config(run, config, device, 0, extra={"image_path": str(image_path)}, overview=overview)
     return run.overview_npy(sid), result
