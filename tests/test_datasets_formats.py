@@ -1,8 +1,10 @@
-"""Each loader against small hand-written fixtures in the real on-disk format (DATASETS.md)."""
+"""Each loader against small hand-written fixtures in the real on-disk format (docs/datasets.md)."""
 from __future__ import annotations
 
 import json
+import logging
 import os
+import sys
 import pickle
 
 import numpy as np
@@ -12,6 +14,23 @@ from PIL import Image
 from rsvg_zeroov.datasets import DatasetError, load_samples
 from rsvg_zeroov.datasets.coco_seg import compressed_counts
 from rsvg_zeroov.datasets.safe_pickle import load_restricted
+
+
+class _StderrHandler(logging.Handler):
+    def emit(self, record):
+        sys.stderr.write(self.format(record) + "\n")  # whichever stderr is current (capsys's)
+
+
+@pytest.fixture
+def notes_to_stderr():
+    """The loaders' notes (logging, INFO) written to stderr, one line each, as the scripts show them."""
+    logger = logging.getLogger("rsvg_zeroov.datasets")
+    handler, level = _StderrHandler(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    yield
+    logger.removeHandler(handler)
+    logger.setLevel(level)
 
 
 def _img(path, w, h, fmt=None, value=None):
@@ -179,7 +198,7 @@ def test_rrsisd_masks_ids_and_expressions(tmp_path):
 
 
 @pytest.mark.parametrize("convention", ["xywh", "xyxy"])
-def test_rrsisd_bbox_convention_detected(tmp_path, capsys, convention):
+def test_rrsisd_bbox_convention_detected(tmp_path, capsys, notes_to_stderr, convention):
     _refer_fixture(tmp_path, convention)
     samples = load_samples("rrsisd", tmp_path, "test")
     assert _by_id(samples)["7_70"].box == (4.0, 3.0, 14.0, 9.0)
@@ -195,7 +214,7 @@ def test_rrsisd_forced_convention_inverted_box_is_an_error(tmp_path):
         load_samples("rrsisd", tmp_path, "test", bbox_format="xyxy")
 
 
-def test_rrsisd_forced_values(tmp_path, capsys):
+def test_rrsisd_forced_values(tmp_path, capsys, notes_to_stderr):
     a, _ = _masks()
     anns = [{"id": 11, "image_id": 1, "category_id": 1, "bbox": [4, 3, 14, 9], "segmentation": [_rle(a)]}]
     _write_refer(tmp_path, [_ref(7, 11, [(70, "a", "a")])], anns,
@@ -204,6 +223,24 @@ def test_rrsisd_forced_values(tmp_path, capsys):
     forced = load_samples("rrsisd", tmp_path, "test", bbox_format="xywh")[0]
     assert forced.box == (4.0, 3.0, 18.0, 12.0) and dict(forced.extra)["bbox_format"] == "xywh"
     assert capsys.readouterr().err.count("detected as xyxy") == 1  # only the auto load reports
+
+
+def test_rrsisd_note_logged_once_per_file_and_mutable(tmp_path, caplog):
+    from rsvg_zeroov.datasets import notes_muted
+
+    _refer_fixture(tmp_path / "a", "xywh")
+    _refer_fixture(tmp_path / "b", "xywh")
+    with caplog.at_level(logging.INFO, logger="rsvg_zeroov.datasets"):
+        with notes_muted():
+            load_samples("rrsisd", tmp_path / "b", "test")
+        assert not caplog.records  # muted: a later stage of a run whose first stage showed it
+        for _ in range(3):
+            load_samples("rrsisd", tmp_path / "a", "test")
+            load_samples("rrsisd", tmp_path / "a", "train")
+        load_samples("rrsisd", tmp_path / "b", "test")
+    notes = [r.getMessage() for r in caplog.records]
+    assert len(notes) == 2 and all("bbox convention detected as xywh" in n for n in notes), notes
+    assert str(tmp_path / "a") in notes[0] and str(tmp_path / "b") in notes[1]
 
 
 def test_rrsisd_unknown_split_and_bad_segmentation(tmp_path):

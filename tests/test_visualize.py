@@ -1,4 +1,4 @@
-"""tools/visualize.py and rsvg_zeroov.visualize on a crafted run directory (CONTRACTS.md format).
+"""tools/visualize.py and rsvg_zeroov.visualize on a crafted run directory (docs/run-directory.md format).
 
 The crafted data set (JSONL) has five samples:
   good     GT mask + box; final mask overlaps the GT mask (mask IoU 0.5)

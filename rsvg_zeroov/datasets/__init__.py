@@ -1,10 +1,13 @@
 """Data-set loaders behind one interface: ``load_samples(dataset, root, split, **options)``.
 
-Importing this package is light (no torch, no models). Formats: DATASETS.md.
+Importing this package is light (no torch, no models). Formats: docs/datasets.md.
 """
 from __future__ import annotations
 
+import logging
+from contextlib import contextmanager
 from importlib import import_module
+from typing import Iterator
 
 from .base import Box, DatasetError, MaskSource, Sample
 
@@ -31,4 +34,18 @@ def load_samples(dataset: str, root, split: str, **options) -> list[Sample]:
     return getattr(import_module(f"{__name__}.{module}"), func)(root, split, **options)
 
 
-__all__ = ["Box", "DatasetError", "LOADERS", "MaskSource", "Sample", "load_samples"]
+@contextmanager
+def notes_muted(muted: bool = True) -> Iterator[None]:
+    """Inside the block the loaders' notes (INFO, e.g. RRSIS-D's detected bbox convention) are not
+    logged; warnings still are. For a later stage of a run whose first stage already showed them."""
+    logger = logging.getLogger(__name__)
+    before = logger.level
+    if muted:
+        logger.setLevel(max(logging.WARNING, before))
+    try:
+        yield
+    finally:
+        logger.setLevel(before)
+
+
+__all__ = ["Box", "DatasetError", "LOADERS", "MaskSource", "Sample", "load_samples", "notes_muted"]

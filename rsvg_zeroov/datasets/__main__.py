@@ -1,6 +1,6 @@
 """List a data set: ``python -m rsvg_zeroov.datasets --dataset D --root R --split S [--limit N]``.
 
-Prints one JSON object per sample (``Sample.listing()``, CONTRACTS.md "Dataset listing"):
+Prints one JSON object per sample (``Sample.listing()``, docs/datasets.md):
 ``{"sample_id", "image", "expression", "width", "height", "box": [x1, y1, x2, y2] | null,
 "mask_area": int | null}``. A malformed data set prints one line ``error: <file>: <problem>`` on
 stderr and exits with status 2. ``--out`` and ``--shard`` (shared dataset arguments) are ignored.
@@ -48,4 +48,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from ..cli import setup_logging
+
+    setup_logging()  # the loaders' notes (e.g. the detected bbox convention) on stderr
     raise SystemExit(main())

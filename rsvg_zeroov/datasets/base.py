@@ -67,7 +67,7 @@ class Sample:
         return self.mask.decode(self.height, self.width)
 
     def listing(self) -> dict:
-        """The JSON object printed by ``python -m rsvg_zeroov.datasets`` (CONTRACTS.md)."""
+        """The JSON object printed by ``python -m rsvg_zeroov.datasets`` (docs/datasets.md, "One interface")."""
         m = self.load_mask()
         return {
             "sample_id": self.sample_id,

@@ -8,13 +8,11 @@ from __future__ import annotations
 import json
 import math
 import re
-import struct
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from ..maskpng import png_size
 from .base import Box, DatasetError
 
 # When set (see deferred_image_errors), an unreadable image header does not fail the whole data set:
@@ -95,14 +93,7 @@ def image_size(path: Path, cache: dict | None = None) -> tuple[int, int]:
 
 
 def _image_size(path: Path, cache: dict | None) -> tuple[int, int]:
-    try:
-        size = _png_jpeg_size(path)
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, ValueError):
-        raise DatasetError(f"{path}: image file is missing") from None
-    except OSError as exc:
-        raise DatasetError(f"{path}: image file cannot be read ({exc.strerror})") from None
-    if size is None:  # other formats, or a header the fast path does not understand: ask PIL
-        size = _pil_size(path)
+    size = _header_size(path)
     if size[0] <= 0 or size[1] <= 0:
         raise DatasetError(f"{path}: image has zero size {size[0]}x{size[1]}")
     if cache is not None:
@@ -110,7 +101,13 @@ def _image_size(path: Path, cache: dict | None) -> tuple[int, int]:
     return size
 
 
-def _pil_size(path: Path) -> tuple[int, int]:
+def _header_size(path: Path) -> tuple[int, int]:
+    """(width, height) from PIL's lazy open, which parses the header only (no pixel is decoded).
+
+    Measured on 2,000 800x800 JPEGs (warm cache, 2-core CPU): ~28 us a file against ~9 us for the
+    hand-written PNG/JPEG parser it replaced, i.e. +0.3 s for RRSIS-D's 17,402 images, once per
+    process: under 1 % of a stage 3 run of the test split.
+    """
     from PIL import Image, UnidentifiedImageError
 
     from ..images import MAX_PIXELS
@@ -119,47 +116,13 @@ def _pil_size(path: Path) -> tuple[int, int]:
     try:
         with Image.open(path) as im:
             return (int(im.width), int(im.height))
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        raise DatasetError(f"{path}: image file is missing") from None
+    except (UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
         raise DatasetError(f"{path}: unreadable image ({exc})") from None
-
-
-# JPEG start-of-frame markers (C0-CF except DHT C4, JPG C8, DAC CC) carry the frame size
-_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
-
-
-def _png_jpeg_size(path: Path) -> tuple[int, int] | None:
-    """(width, height) from a PNG IHDR or a JPEG SOF segment, reading a few bytes; None otherwise.
-
-    Several times faster than PIL.Image.open per file (data sets with 16k images); gives the
-    size PIL reports. Anything unexpected returns None so PIL decides.
-    """
-    with open(path, "rb") as f:
-        head = f.read(24)
-        size = png_size(head)
-        if size is not None:
-            return size
-        if head[:2] != b"\xff\xd8":
-            return None
-        f.seek(2)
-        for _ in range(1000):  # segments before the frame header
-            if f.read(1) != b"\xff":
-                return None
-            marker = f.read(1)
-            while marker == b"\xff":  # fill bytes
-                marker = f.read(1)
-            if not marker or marker[0] in (0xD8, 0xD9, 0xDA) or 0xD0 <= marker[0] <= 0xD7 or marker[0] == 0x01:
-                return None
-            seg = f.read(7)
-            if len(seg) < 7:
-                return None
-            length = struct.unpack(">H", seg[:2])[0]
-            if marker[0] in _SOF:
-                h, w = struct.unpack(">HH", seg[3:7])
-                return (w, h)
-            if length < 2:
-                return None
-            f.seek(length - 2 - 5, 1)
-    return None
+    except OSError as exc:  # an errno: the file system refused; none: PIL found a broken header
+        problem = f"image file cannot be read ({exc.strerror})" if exc.strerror else f"unreadable image ({exc})"
+        raise DatasetError(f"{path}: {problem}") from None
 
 
 def positive_int(value: Any, path: Path, where: str) -> int:

@@ -1,6 +1,6 @@
 """RRSIS-D: the official REFER layout and the released code's ``rrsisd.json`` conversion.
 
-REFER layout (``format="refer"``, default; DATASETS.md)::
+REFER layout (``format="refer"``, default; docs/datasets.md)::
 
     <root>/rrsisd/refs(unc).p        list of refs {ref_id, ann_id, image_id, category_id, split, sentences}
     <root>/rrsisd/instances.json     COCO-style images / annotations / categories
@@ -12,9 +12,9 @@ expression = ``sent`` lower-cased, ``raw`` kept in ``raw_expression``. Masks are
 annotation's compressed-RLE / polygon parts (validated here so decoding can never overrun).
 
 The ``bbox`` convention of instances.json is undocumented: ``bbox_format="auto"`` compares both
-readings with the tight box of the decoded masks (:func:`detect_bbox_format`), prints the choice to
-stderr once per load, and records it in every sample's ``extra["bbox_format"]``; ``"xywh"`` or
-``"xyxy"`` forces it.
+readings with the tight box of the decoded masks (:func:`detect_bbox_format`), logs the choice (INFO,
+once per process and instances file; see :func:`rsvg_zeroov.datasets.notes_muted`), and records it
+in every sample's ``extra["bbox_format"]``; ``"xywh"`` or ``"xyxy"`` forces it.
 
 Released conversion (``format="zeroov-json"``): ``<root>/rrsisd.json`` {split: [{iid, refs, bbox}]},
 ``<root>/images/<iid:05d>.jpg``, ``<root>/targetmask/<iid:05d>.png``; ``sample_id`` = ``<iid:05d>``,
@@ -22,7 +22,7 @@ expression = ``refs[0]``, bbox XYXY.
 """
 from __future__ import annotations
 
-import sys
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,8 @@ from .safe_pickle import load_restricted
 
 FORMATS = ("refer", "zeroov-json")
 BBOX_FORMATS = ("auto", "xywh", "xyxy")
+log = logging.getLogger(__name__)
+_NOTED: set[tuple[str, str]] = set()  # (instances.json, detected format) already logged by this process
 DETECT_MAX_ANNOTATIONS = 32  # masks decoded to detect the bbox convention (first ones of the split)
 
 
@@ -101,10 +103,18 @@ def _load_refer(root: Path, split: str, bbox_format: str) -> list[Sample]:
         return [_finish(p, bbox_format, inst_path) for p in pending]
     det = detect_bbox_format(pending)
     samples = [_finish(p, det.bbox_format, inst_path) for p in pending]
-    print(f"rrsisd: {inst_path}: bbox convention detected as {det.bbox_format} (mean IoU with the "
-          f"masks' tight boxes: xywh {det.iou_xywh:.3f}, xyxy {det.iou_xyxy:.3f}, over "
-          f"{det.n_annotations} annotations); force with --bbox-format xywh|xyxy", file=sys.stderr)
+    _note_detection(inst_path, det)
     return samples
+
+
+def _note_detection(inst_path: Path, det: BboxDetection) -> None:
+    key = (str(inst_path.resolve()), det.bbox_format)
+    if key in _NOTED or not log.isEnabledFor(logging.INFO):  # muted: the next unmuted load notes it
+        return
+    _NOTED.add(key)
+    log.info("rrsisd: %s: bbox convention detected as %s (mean IoU with the masks' tight boxes: xywh %.3f, "
+             "xyxy %.3f, over %d annotations); force with --bbox-format xywh|xyxy", inst_path, det.bbox_format,
+             det.iou_xywh, det.iou_xyxy, det.n_annotations)
 
 
 def _index_instances(inst: Any, path: Path) -> tuple[dict, dict, dict]:

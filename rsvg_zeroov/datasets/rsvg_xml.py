@@ -1,6 +1,6 @@
 """DIOR-RSVG and OPT-RSVG: one VOC-style XML per image, split files of global object indices.
 
-Layout (both data sets, DATASETS.md)::
+Layout (both data sets, docs/datasets.md)::
 
     <root>/Annotations/<name>.xml   <annotation><filename/> and one <object> per referred object:
                                     <name>, <pose>, <bndbox><xmin/><ymin/><xmax/><ymax/></bndbox>, <description>

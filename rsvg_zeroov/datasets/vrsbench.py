@@ -1,6 +1,6 @@
 """VRSBench referring: ``VRSBench_EVAL_referring.json`` with boxes on a 0-100 grid.
 
-Layout (DATASETS.md)::
+Layout (docs/datasets.md)::
 
     <root>/VRSBench_EVAL_referring.json   list of {image_id (file name), question, ground_truth
                                           "{<x1><y1><x2><y2>}", question_id, is_unique, obj_cls, ...}

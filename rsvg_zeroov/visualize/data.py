@@ -1,6 +1,6 @@
 """Everything one panel shows, gathered from the run directory and the data set (no drawing here).
 
-Sources, per sample (CONTRACTS.md run directory):
+Sources, per sample (docs/run-directory.md):
 
 - ``RUN/overview/<id>.npy`` + ``.json``: the fused ``A_C`` ([0]) and the raw per-layer maps ([1:]),
   titled with the sidecar's ``layers`` (required: a missing or bad dump skips the sample).
