@@ -7,19 +7,16 @@ from rsvg_zeroov.evolve.config import EvolveConfig
 from rsvg_zeroov.evolve.evolve import evolve, evolve_maps, interaction
 from rsvg_zeroov.evolve.interaction import normalise_c, propagate
 from rsvg_zeroov.evolve.region import top_k_seeds
-from rsvg_zeroov.evolve.resample import (binarise, bilinear_taps, resize_bilinear,
-                                         upsample_window)
+from rsvg_zeroov.evolve.resample import binarise, resize_bilinear, upsample_window
 
 EPS = 1e-6
 
 
 # ------------------------------------------------------------------------------ resampling
 def test_bilinear_taps_hand_computed_2_to_4():
-    # src = max((i + .5) * 2/4 - .5, 0) = 0, .25, .75, 1.25 -> clamped to the last input sample
-    t = bilinear_taps(4, 2)
-    dense = np.zeros((4, 2))
-    np.add.at(dense, (np.arange(4), t.i0), t.w0)
-    np.add.at(dense, (np.arange(4), t.i1), t.w1)
+    # src = max((i + .5) * 2/4 - .5, 0) = 0, .25, .75, 1.25 -> clamped to the last input sample;
+    # column j of the tap matrix is the resize of the unit vector e_j
+    dense = resize_bilinear(np.eye(2, dtype=np.float32), (4, 2))
     np.testing.assert_allclose(dense, [[1, 0], [0.75, 0.25], [0.25, 0.75], [0, 1]])
 
 

@@ -15,34 +15,38 @@ import numpy as np
 
 from ..npyio import NpyBuffer, load_npy, read_npy
 from ..rundir import FOCUS_16TO32, FOCUS_64TO32, FOCUS_SELF_32, DumpError, RunDir
-from .config import GRID, N_TOKENS, EvolveConfig
+from .config import FIDELITIES, GRID, N_TOKENS, EvolveConfig
 from .resample import resize_bilinear
 
 EPS = 1e-6
 
 
 def normalise_c(a_c: np.ndarray, fidelity: str) -> np.ndarray:
-    """``c``: ``A_C`` (gh, gw) resized bilinearly to (32, 32), then normalised.
+    """``c``: ``A_C`` (gh, gw) cast to float32, resized bilinearly to (32, 32) by torch, then
+    normalised in float32 torch.
 
     released: ``(c - min) / (max + 1e-6)`` (the published behaviour; the range is not stretched
     to [0, 1] unless min is 0); corrected: ``(c - min) / (max - min + 1e-6)``.
     """
-    c = resize_bilinear(np.asarray(a_c, dtype=np.float32), (GRID, GRID))
+    import torch
+
+    if fidelity not in FIDELITIES:
+        raise ValueError(f"fidelity {fidelity!r}: expected 'released' or 'corrected'")
+    c = torch.from_numpy(resize_bilinear(np.asarray(a_c, dtype=np.float32), (GRID, GRID)))
     lo, hi = c.min(), c.max()
-    if fidelity == "released":
-        return ((c - lo) / (hi + np.float32(EPS))).astype(np.float32)
-    if fidelity == "corrected":
-        return ((c - lo) / (hi - lo + np.float32(EPS))).astype(np.float32)
-    raise ValueError(f"fidelity {fidelity!r}: expected 'released' or 'corrected'")
+    denom = hi + EPS if fidelity == "released" else hi - lo + EPS
+    return ((c - lo) / denom).numpy()
 
 
 def propagate(c: np.ndarray, s: np.ndarray) -> np.ndarray:
-    """``A_CS`` float32 (32, 32): ``p = c^T S`` (one step), ``p / (||p||_2 + 1e-6)``, minus its
-    minimum, divided by (its maximum + 1e-6)."""
-    p = np.einsum("i,ij->j", c.reshape(-1).astype(np.float32, copy=False), s)  # no BLAS threads
-    p = p / (np.linalg.norm(p) + np.float32(EPS))
+    """``A_CS`` float32 (32, 32) in float32 torch: ``p = c^T S`` (one step), ``p / (||p||_2 + 1e-6)``,
+    minus its minimum, divided by (its maximum + 1e-6)."""
+    import torch
+
+    p = torch.from_numpy(np.ascontiguousarray(c, dtype=np.float32).reshape(-1)) @ torch.from_numpy(s)
+    p = p / (torch.linalg.vector_norm(p) + EPS)
     q = p - p.min()
-    return (q / (q.max() + np.float32(EPS))).astype(np.float32).reshape(GRID, GRID)
+    return (q / (q.max() + EPS)).numpy().reshape(GRID, GRID)
 
 
 def focus_names(config: EvolveConfig) -> list[str]:
