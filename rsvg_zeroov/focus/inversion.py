@@ -3,7 +3,8 @@
 Shapes: latents are float32 ``(B, 4, h, w)`` (h = w = image_size / 8, 64 for SD at 512); text
 embeddings float32 ``(B, 77, D)``. The UNet runs in ``dtype`` (inputs are cast, outputs cast back to
 float32), with whatever attention processors it has: the fast kernel unless the caller wraps a
-call in :func:`rsvg_zeroov.focus.capture.capture`.
+call in :func:`rsvg_zeroov.focus.capture.capture`. ``on_step``, where given, is called after each
+timestep (progress reporting; it never changes a result).
 
 Batching never couples samples: every sample has its own unconditional embedding, its own Adam
 and its own early stopping, and the loss is the *sum* of per-sample mean squared errors, so each
@@ -22,6 +23,11 @@ from .scheduler import DDIM
 FP16_LOSS_SCALE = 2.0 ** 14
 
 
+def _tick(on_step) -> None:
+    if on_step is not None:
+        on_step()
+
+
 def unet_eps(unet, x: torch.Tensor, t: int, emb: torch.Tensor, dtype) -> torch.Tensor:
     """Noise prediction float32 (B, 4, h, w) of latents ``x`` at timestep ``t`` given embeddings ``emb``."""
     return unet(x.to(dtype), t, encoder_hidden_states=emb.to(dtype)).sample.float()
@@ -38,7 +44,7 @@ def guided_eps(unet, x, t: int, cond, uncond, guidance: float, dtype) -> torch.T
 
 
 @torch.no_grad()
-def ddim_invert(unet, ddim: DDIM, latent0: torch.Tensor, cond: torch.Tensor, dtype) -> list[torch.Tensor]:
+def ddim_invert(unet, ddim: DDIM, latent0: torch.Tensor, cond: torch.Tensor, dtype, on_step=None) -> list[torch.Tensor]:
     """DDIM inversion with the conditional embedding only.
 
     Returns the n_steps + 1 latents: ``[0]`` = ``latent0`` (the clean latent), ``[k]`` = the latent at
@@ -49,6 +55,7 @@ def ddim_invert(unet, ddim: DDIM, latent0: torch.Tensor, cond: torch.Tensor, dty
     for t in reversed(ddim.timesteps):
         x = ddim.invert_step(unet_eps(unet, x, t, cond, dtype), t, x)
         trajectory.append(x)
+        _tick(on_step)
     return trajectory
 
 
@@ -95,7 +102,7 @@ def _optimise_one_step(unet, ddim: DDIM, latent, t: int, eps_cond, target, start
 
 
 def nulltext_optimise(unet, ddim: DDIM, trajectory: list[torch.Tensor], cond: torch.Tensor, uncond: torch.Tensor,
-                      config, dtype) -> NullText:
+                      config, dtype, on_step=None) -> NullText:
     """Null-text optimisation along the denoising direction (METHOD.md section 2, step 2).
 
     ``uncond`` (B, 77, D): the empty prompt's embedding, the start of step 0; each step starts from
@@ -118,16 +125,18 @@ def nulltext_optimise(unet, ddim: DDIM, trajectory: list[torch.Tensor], cond: to
         losses.append(loss)
         with torch.no_grad():
             latent = ddim.step(guided_eps(unet, latent, t, cond, uncond, config.guidance, dtype), t, latent)
+        _tick(on_step)
     return NullText(tuple(embeddings), tuple(zip(*steps)), tuple(zip(*losses)))
 
 
 @torch.no_grad()
 def reconstruct(unet, ddim: DDIM, latent: torch.Tensor, cond: torch.Tensor, unconds, guidance: float,
-                dtype) -> torch.Tensor:
+                dtype, on_step=None) -> torch.Tensor:
     """Re-denoise from the inverted latent with guidance, ``unconds[i]`` (B, 77, D) at step i.
 
     Returns the reconstructed clean latent float32 (B, 4, h, w).
     """
     for i, t in enumerate(ddim.timesteps):
         latent = ddim.step(guided_eps(unet, latent, t, cond, unconds[i], guidance, dtype), t, latent)
+        _tick(on_step)
     return latent

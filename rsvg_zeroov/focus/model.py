@@ -1,14 +1,17 @@
 """Stage 2 as a library: load Stable Diffusion once, then compute Focus maps for many samples.
 
     focus = Focus(FocusConfig(), device="cuda:0").load()       # or .attach(load_sd(...))
-    results = focus([(rgb, "the red car on the left"), ...])   # list[FocusResult]
+    results = focus([("scene.png", "the red car on the left"), (rgb, "the road"), ...])
 
-``rgb`` is uint8 ``(H, W, 3)`` (or ``(H, W)`` grayscale); the image is resized to
+Each image is a file path, read as the released stage reads it
+(:func:`rsvg_zeroov.images.read_for_diffusion`, docs/method.md "How each stage reads the image file"),
+or an already read uint8 ``(H, W, 3)`` / ``(H, W)`` grayscale array; it is resized to
 ``image_size`` x ``image_size`` (aspect ratio ignored). Items are processed ``batch_size`` at a time:
 every UNet call of inversion, optimisation and reconstruction carries the whole batch.
 """
 from __future__ import annotations
 
+import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -70,6 +73,15 @@ class PhaseTimer:
             self.seconds[phase] += time.perf_counter() - t0
 
 
+def as_image(image) -> np.ndarray:
+    """A path read as the released stage 2 reads it (uint8 (H, W, 3)); an array as it is."""
+    if isinstance(image, (str, os.PathLike)):
+        from ..images import read_for_diffusion
+
+        return read_for_diffusion(image)
+    return np.asarray(image)
+
+
 def preprocess(rgb: np.ndarray, size: int, resize: str = "bicubic"):
     """uint8 (H, W, 3) or (H, W) -> float32 tensor (3, size, size) in [-1, 1]."""
     import torch
@@ -80,7 +92,7 @@ def preprocess(rgb: np.ndarray, size: int, resize: str = "bicubic"):
         arr = np.repeat(arr[..., None], 3, axis=2)
     if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
         raise ValueError(f"Focus expects uint8 RGB images (H, W, 3), got {arr.dtype} {arr.shape}; "
-                         f"read images with rsvg_zeroov.images.load_rgb")
+                         f"pass the file path or read it with rsvg_zeroov.images.read_for_diffusion")
     filt = getattr(Image.Resampling, resize.upper())
     img = np.asarray(Image.fromarray(arr).resize((size, size), resample=filt), dtype=np.float32)
     return torch.from_numpy(img).permute(2, 0, 1) / 127.5 - 1.0
@@ -118,13 +130,22 @@ class Focus:
         return self
 
     @property
+    def progress_steps(self) -> int:
+        """Timesteps of one batch, as the progress bar counts them: inversion, null-text optimisation
+        and re-denoising 20 each (60) by default, 40 with ddim inversion, the one forward in noise mode."""
+        phases = {"nulltext": 3, "ddim": 2}.get(self.config.inversion)
+        return phases * self.config.num_steps if phases else 1
+
+    @property
     def latent_size(self) -> int:
         factor = 2 ** (len(self.sd.vae.config.block_out_channels) - 1)
         return self.config.image_size // factor
 
-    def __call__(self, items: Sequence[tuple[np.ndarray, str]]) -> list[FocusResult]:
+    def __call__(self, items: Sequence[tuple]) -> list[FocusResult]:
+        """The maps of ``(image, expression)`` items; an image is a path or a uint8 array."""
         if self.sd is None:
             raise RuntimeError("Focus.load() (or .attach(components)) must be called before computing maps")
+        items = [(as_image(image), text) for image, text in items]
         out, bs = [], self.config.batch_size
         for start in range(0, len(items), bs):
             out.extend(self._batch(list(items[start:start + bs])))
@@ -152,7 +173,7 @@ class Focus:
         uncond = encode(sd.text_encoder, sd.tokenizer, [[]], self.device).expand(len(items), -1, -1).contiguous()
         return latent0, prompts, cond, uncond
 
-    def _invert(self, latent0, cond, uncond, timer):
+    def _invert(self, latent0, cond, uncond, timer, on_step=None):
         """(start latent, per-step unconditional embeddings, null-text record | None)."""
         from .inversion import ddim_invert, nulltext_optimise
 
@@ -164,14 +185,14 @@ class Focus:
                                  for _ in range(latent0.shape[0])]).to(self.device)
             return self.ddim.add_noise(latent0, noise, c.noise_timestep), [uncond], None
         with timer("inversion"):
-            trajectory = ddim_invert(unet, self.ddim, latent0, cond, self.dtype)
+            trajectory = ddim_invert(unet, self.ddim, latent0, cond, self.dtype, on_step)
         if c.inversion == "ddim":
             return trajectory[-1], [uncond] * len(self.ddim.timesteps), None
         with timer("optimisation"):
-            null = nulltext_optimise(unet, self.ddim, trajectory, cond, uncond, c, self.dtype)
+            null = nulltext_optimise(unet, self.ddim, trajectory, cond, uncond, c, self.dtype, on_step)
         return trajectory[-1], list(null.embeddings), null
 
-    def _denoise(self, latent, cond, unconds, sites, store):
+    def _denoise(self, latent, cond, unconds, sites, store, on_step=None):
         """The capture pass; returns the reconstructed clean latent (None in noise mode)."""
         from .capture import capture
         from .inversion import guided_eps, reconstruct
@@ -180,12 +201,15 @@ class Focus:
         with capture(self.sd.unet, sites, store):
             if c.inversion == "noise":
                 guided_eps(self.sd.unet, latent, c.noise_timestep, cond, unconds[0], c.guidance, self.dtype)
+                if on_step is not None:
+                    on_step()
                 return None
-            return reconstruct(self.sd.unet, self.ddim, latent, cond, unconds, c.guidance, self.dtype)
+            return reconstruct(self.sd.unet, self.ddim, latent, cond, unconds, c.guidance, self.dtype, on_step)
 
     def _batch(self, items) -> list[FocusResult]:
         import torch
 
+        from ..progress import bar
         from .capture import HostListStore, RunningMeanStore, locate
 
         c = self.config
@@ -193,10 +217,11 @@ class Focus:
         timer = PhaseTimer(self.device)
         with timer("encode"):
             latent0, prompts, cond, uncond = self.encode(items)
-        latent, unconds, null = self._invert(latent0, cond, uncond, timer)
         store = (HostListStore if c.accumulate == "host_list" else RunningMeanStore)(len(items))
-        with timer("reconstruction"):
-            rec = self._denoise(latent, cond, unconds, sites, store)
+        with bar(self.progress_steps, desc=f"focus: {c.inversion} inversion + re-denoising") as steps:
+            latent, unconds, null = self._invert(latent0, cond, uncond, timer, steps.update)
+            with timer("reconstruction"):
+                rec = self._denoise(latent, cond, unconds, sites, store, steps.update)
         with timer("reduce"):
             means: dict = {}  # each key's (B, N, K) mean computed once for the whole batch
 

@@ -91,13 +91,12 @@ def run_focus(run: RunDir, samples: Sequence, focus, rank: int = 0):
 
     ``focus`` is loaded (``focus.load()``) only if some sample is not done; its ``ModelNotFound``
     propagates to the caller before any sample runs."""
-    from ..images import load_rgb
     from ..runner import run_stage
 
     config = focus.config
 
     def process(batch):
-        results = focus([(load_rgb(s.image_path), s.expression) for s in batch])
+        results = focus([(s.image_path, s.expression) for s in batch])
         for s, result in zip(batch, results):
             write_result(run, s.sample_id, result, config)
 
