@@ -3,120 +3,86 @@
 
 Data set mode (resumable, sharded by --shard or torchrun's RANK/WORLD_SIZE):
     python llmattn.py --dataset rrsisd --root datasets/rrsisd --split test --out RUN [--model PATH_OR_ID]
-One image (the released interface; writes DIR/overview/<image stem>.npy + .json):
-    python llmattn.py --image_path IMG --question "the plane on the left" --out DIR
+One image (the released interface; --image/--text and --vlm are the same flags):
+    python llmattn.py --image_path IMG --question "the plane on the left" [--model_id PATH] [--out DIR]
+    writes DIR/overview/<image stem>.npy + .json and the released DIR/heatmap_16171819.npy
+    (float64 (5, gh, gw)); DIR defaults to outputs/<image stem>.
 
 Each dump is float32 (1 + n_layers, gh, gw): [0] the fused map A_C, [1:] the raw per-layer maps;
 the sidecar .json holds the prompt, the generated answer, grid, image size, layers, weights, model,
-dtype and generation settings. Defaults (METHOD.md): layers 16,17,18,19, weights 0.1,0.1,0.3,0.5,
-max 1024 new tokens, the checkpoint's generation config. Every flag below only overrides them.
+dtype and generation settings (docs/run-directory.md). Defaults (docs/method.md, stage 1): layers
+16,17,18,19, weights 0.1,0.1,0.3,0.5, max 1024 new tokens, the checkpoint's generation config.
+Every flag below only overrides them; --config RUN/overview_config.json starts from a recorded run.
 """
 from __future__ import annotations
 
 import argparse
 import os
 import sys
-from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from rsvg_zeroov.overview.config import DTYPES, OverviewConfig  # noqa: E402
-from rsvg_zeroov.runner import add_dataset_args  # noqa: E402
-
-
-def _int_list(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(v) for v in text.replace(" ", "").split(",") if v)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 16,17,18,19, got {text!r}") from None
-
-
-def _float_list(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(v) for v in text.replace(" ", "").split(",") if v)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers like 0.1,0.1,0.3,0.5, "
-                                         f"got {text!r}") from None
-
+from rsvg_zeroov import cli  # noqa: E402
+from rsvg_zeroov.overview.config import OverviewConfig  # noqa: E402
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_dataset_args(p, required=False)
+    cli.add_dataset_args(p, required=False)
     one = p.add_argument_group("one image (instead of --dataset)")
-    one.add_argument("--image_path", "--image-path", dest="image_path", default=None, help="an image file")
-    one.add_argument("--question", default=None, help="the referring expression for --image_path")
-    m = p.add_argument_group("overview settings (default: OverviewConfig, METHOD.md)")
-    m.add_argument("--model", default=None, help="registry key (qwen2.5-vl-7b, tiny, ...), hub id or local folder")
-    m.add_argument("--layers", type=_int_list, default=None, help="0-based decoder layers, e.g. 16,17,18,19")
-    m.add_argument("--weights", type=_float_list, default=None, help="fusion weights, one per layer")
-    m.add_argument("--max-pixels", type=int, default=None, help="qwen_vl_utils max_pixels (default its own)")
-    m.add_argument("--min-pixels", type=int, default=None, help="qwen_vl_utils min_pixels (default its own)")
-    m.add_argument("--max-new-tokens", type=int, default=None)
-    m.add_argument("--min-new-tokens", type=int, default=None, help="not in the paper; fixes the answer length")
-    m.add_argument("--batch-size", type=int, default=None, help="samples per generate call (left padding)")
-    m.add_argument("--greedy", action=argparse.BooleanOptionalAction, default=None,
-                   help="force greedy (--greedy) or sampling (--no-greedy); default: the checkpoint's config")
-    m.add_argument("--dtype", choices=DTYPES, default=None, help="default bfloat16 on CUDA, float32 on CPU")
-    m.add_argument("--device", default=None, help="default cuda:$LOCAL_RANK when available, else cpu")
+    one.add_argument("--image_path", "--image-path", "--image", dest="image_path", default=None, help="an image file")
+    one.add_argument("--question", "--text", dest="question", default=None,
+                     help="the referring expression for --image_path")
+    cli.add_config_flags(p.add_argument_group("overview settings (defaults: docs/method.md, stage 1)"), OverviewConfig)
+    cli.add_common_args(p)
     args = p.parse_args(argv)
     if (args.dataset is None) == (args.image_path is None):
         p.error("give either --dataset D --root R (data set mode) or --image_path IMG --question TEXT")
-    if args.image_path is not None and (args.question is None or args.out is None):
-        p.error("--image_path needs --question TEXT and --out DIR")
+    if args.image_path is not None and args.question is None:
+        p.error("--image_path needs --question TEXT")
     return args
 
 
-def build_config(args: argparse.Namespace) -> OverviewConfig:
-    try:
-        return OverviewConfig().override(
-            model=args.model, layers=args.layers, weights=args.weights, max_pixels=args.max_pixels,
-            min_pixels=args.min_pixels, max_new_tokens=args.max_new_tokens, min_new_tokens=args.min_new_tokens,
-            batch_size=args.batch_size, greedy=args.greedy, dtype=args.dtype)
-    except ValueError as exc:
-        from rsvg_zeroov.runner import usage_error
-
-        usage_error(str(exc))
-
-
-def run_single(args: argparse.Namespace, config: OverviewConfig, device: str) -> int:
-    from rsvg_zeroov.images import ImageError
+def run_single(args: argparse.Namespace, config: OverviewConfig) -> int:
+    from rsvg_zeroov.images import check_expression, check_image
+    from rsvg_zeroov.models.base import check_models
     from rsvg_zeroov.overview.stage import run_single as run_one
+    from rsvg_zeroov.rundir.overview import heatmap_path
+    from rsvg_zeroov.runner import pick_device
 
-    try:
-        path, result = run_one(args.out, args.image_path, args.question, config, device)
-    except ImageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    check_image(args.image_path)  # bad inputs: one error line, exit 2, before any model loads
+    check_expression(args.question)
+    check_models([("vlm", config.model, "--model")])
+    out = args.out or os.path.join("outputs", os.path.splitext(os.path.basename(args.image_path))[0])
+    path, result = run_one(out, args.image_path, args.question, config, pick_device(args.device))
     print(f"answer: {result.answer!r}")
-    print(f"wrote {path} {tuple(result.dump().shape)} and {path.with_suffix('.json')}")
+    print(f"wrote {path} {tuple(result.dump().shape)}, {path.with_suffix('.json')} and "
+          f"{heatmap_path(out, config.layers)}")
     return 0
 
 
-def run_dataset(args: argparse.Namespace, config: OverviewConfig, device: str) -> int:
+def run_dataset(args: argparse.Namespace, config: OverviewConfig) -> int:
+    from rsvg_zeroov.models.base import check_models
     from rsvg_zeroov.overview.stage import run_dataset as run_all
-    from rsvg_zeroov.runner import exit_code, load_run_samples, parse_shard, resolve_out, shard
+    from rsvg_zeroov.runner import exit_code, load_run_samples, parse_shard, pick_device, resolve_out, run_info, shard
 
     rank, world = parse_shard(args.shard)
     samples = shard(load_run_samples(args), rank, world)
-    report = run_all(resolve_out(args), samples, config, device, rank, world)
+    check_models([("vlm", config.model, "--model")])
+    device = pick_device(args.device)
+    report = run_all(resolve_out(args), samples, config, device, rank, world, run_info(args, rank, world, device))
     return exit_code(report)
 
 
-def main(argv=None) -> int:
+def run(argv=None) -> int:
     args = parse_args(argv)
-    config = build_config(args)
-    from rsvg_zeroov.models.registry import ModelNotFound
-    from rsvg_zeroov.overview.config import LayerError
-    from rsvg_zeroov.runner import pick_device
+    config = cli.build_config(OverviewConfig, args)
+    return run_single(args, config) if args.image_path is not None else run_dataset(args, config)
 
-    device = pick_device(args.device)
-    try:
-        if args.image_path is not None:
-            return run_single(args, config, device)
-        return run_dataset(args, config, device)
-    except (ModelNotFound, LayerError) as exc:  # before any sample ran: one message, exit 2
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+
+def main(argv=None) -> int:
+    """The exit status: 0, or 1 when some samples failed; a bad input, setting or missing model is
+    one ``error:`` line and ``SystemExit(2)`` before any model loads."""
+    return cli.main(run, argv)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,4 @@
 """Stage 1 driver and CLI: outputs, sidecar, resume, corrupt dumps, failures, single-image mode, llmattn.sh."""
-import json
 import os
 import subprocess
 import sys
@@ -12,6 +11,7 @@ import llmattn
 from overview_helpers import NONSQUARE, SQUARE, rgb, write_jsonl_dataset
 from rsvg_zeroov.overview import model as overview_model
 from rsvg_zeroov.rundir import RunDir, save_npy
+from rsvg_zeroov.runner import read_stage_config
 
 REPO = Path(__file__).resolve().parents[1]
 GEN = ["--max-new-tokens", "3", "--min-new-tokens", "3", "--greedy"]
@@ -22,9 +22,20 @@ def dataset(tmp_path):
     return write_jsonl_dataset(tmp_path / "data", items)
 
 
+def cli_args(jsonl, out, model, *extra) -> list[str]:
+    return ["--dataset", "jsonl", "--root", jsonl, "--out", str(out), "--model", str(model), *GEN, *extra]
+
+
 def cli(jsonl, out, model, *extra):
-    return llmattn.main(["--dataset", "jsonl", "--root", jsonl, "--out", str(out), "--model", str(model),
-                         *GEN, *extra])
+    return llmattn.main(cli_args(jsonl, out, model, *extra))
+
+
+def exit_status(argv) -> int:
+    """llmattn's exit status, also when it exits with SystemExit (user errors: one line, 2)."""
+    try:
+        return llmattn.main(argv)
+    except SystemExit as exc:
+        return exc.code
 
 
 def test_dataset_mode_writes_dumps_sidecars_and_config(tmp_path, tiny_qwen):
@@ -42,8 +53,8 @@ def test_dataset_mode_writes_dumps_sidecars_and_config(tmp_path, tiny_qwen):
         assert meta["model"] == str(tiny_qwen) and meta["generation"]["max_new_tokens"] == 3
         assert meta["image_size"] == [grid[1] * 28, grid[0] * 28]
         assert 0 <= maps[0].min() and maps[0].max() <= 1.0 + 1e-6
-    config = json.loads(run.config("overview").read_text())
-    assert config["config"]["batch_size"] == 2 and config["dtype"] == "float32" and "versions" in config
+    config = read_stage_config(run.config("overview"))  # the one schema of every stage's config file
+    assert config["config"]["batch_size"] == 2 and config["resolved"]["dtype"] == "float32" and "versions" in config
     assert not run.failures.exists()
 
 
@@ -104,15 +115,15 @@ def test_single_image_mode(tmp_path, tiny_qwen, capsys):
 
 
 def test_model_not_found_is_one_message_exit_2(tmp_path, capsys):
-    code = llmattn.main(["--dataset", "jsonl", "--root", dataset(tmp_path), "--out", str(tmp_path / "r"),
-                         "--model", str(tmp_path / "no_such_model")])
+    code = exit_status(["--dataset", "jsonl", "--root", dataset(tmp_path), "--out", str(tmp_path / "r"),
+                        "--model", str(tmp_path / "no_such_model")])
     err = capsys.readouterr().err
     assert code == 2 and "no_such_model" in err and err.count("error:") == 1
     assert not RunDir(tmp_path / "r").failures.exists()
 
 
 def test_bad_layer_is_one_message_exit_2(tmp_path, tiny_qwen, capsys):
-    code = cli(dataset(tmp_path), tmp_path / "r", tiny_qwen, "--layers", "1,99", "--weights", "1,1")
+    code = exit_status(cli_args(dataset(tmp_path), tmp_path / "r", tiny_qwen, "--layers", "1,99", "--weights", "1,1"))
     assert code == 2 and "[99] do not exist" in capsys.readouterr().err
 
 

@@ -4,7 +4,9 @@ Everything the stage does is decided here; CLI flags only override fields they a
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+
+from ..cli import flag
 
 # The released grounding prompt, verbatim (note the two spaces after "description.").
 PROMPT_TEMPLATE = ("Locate it according to the following description.  {q} "
@@ -39,18 +41,29 @@ class OverviewConfig:
         script does; corrected accumulates in float32. In float32 both are the same arithmetic.
     """
 
-    layers: tuple[int, ...] = (16, 17, 18, 19)
-    weights: tuple[float, ...] = (0.1, 0.1, 0.3, 0.5)
-    max_new_tokens: int = 1024
-    min_new_tokens: int | None = None
+    layers: tuple[int, ...] = field(default=(16, 17, 18, 19), metadata=flag(
+        "--layers", "0-based decoder layers whose attention is captured"))
+    weights: tuple[float, ...] = field(default=(0.1, 0.1, 0.3, 0.5), metadata=flag(
+        "--weights", "fusion weights, one per layer"))
+    max_new_tokens: int = field(default=1024, metadata=flag("--max-new-tokens", "generation budget"))
+    min_new_tokens: int | None = field(default=None, metadata=flag(
+        "--min-new-tokens", "not in the paper; fixes the answer length"))
     prompt_template: str = PROMPT_TEMPLATE
-    max_pixels: int | None = None
-    min_pixels: int | None = None
-    greedy: bool | None = None
-    dtype: str | None = None
-    batch_size: int = 1
-    model: str | None = None
-    fidelity: str = "released"
+    max_pixels: int | None = field(default=None, metadata=flag(
+        "--max-pixels", "qwen_vl_utils max_pixels (none: its own, 16384*28*28)"))
+    min_pixels: int | None = field(default=None, metadata=flag(
+        "--min-pixels", "qwen_vl_utils min_pixels (none: its own, 4*28*28)"))
+    greedy: bool | None = field(default=None, metadata=flag(
+        "--greedy", "force greedy (--greedy) or sampling (--no-greedy); none: the checkpoint's config"))
+    dtype: str | None = field(default=None, metadata=flag(
+        "--dtype", "model dtype; none: bfloat16 on CUDA, float32 on CPU", choices=DTYPES))
+    batch_size: int = field(default=1, metadata=flag("--batch-size", "samples per generate call (left padding)"))
+    model: str | None = field(default=None, metadata=flag(
+        "--model", "VLM: registry key (qwen2.5-vl-7b, tiny, ...), hub id or local folder; none: qwen2.5-vl-7b",
+        aliases=("--vlm", "--model_id", "--model-id")))
+    fidelity: str = field(default="released", metadata=flag(
+        "--fidelity", "released: half-precision arithmetic as the released script; corrected: float32 "
+        "accumulation", choices=FIDELITIES))
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "layers", tuple(int(v) for v in self.layers))

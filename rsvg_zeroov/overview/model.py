@@ -28,7 +28,8 @@ class OverviewResult:
         ``[28 i, 28 (i+1)) x [28 j, 28 (j+1))`` (rows = y).
     grid: (gh, gw) merged-token grid. image_size: (W, H) original pixels. resized_size: (W', H')
         pixels seen by the vision tower (multiples of 28).
-    answer: decoded generated text (special tokens removed). token_ids: generated ids up to and
+    answer: decoded generated text (special tokens removed, surrounding whitespace stripped as the
+        released script does). token_ids: generated ids up to and
         including the first EOS. prompt: user text; chat_prompt: chat-templated text.
     """
 
@@ -152,19 +153,25 @@ class Overview:
             per_layer = per_layer.astype(np.float32, copy=False)
             results.append(OverviewResult(
                 fused=fuse_maps(per_layer, self.config.weights).astype(np.float32), per_layer=per_layer,
-                answer=self.processor.decode(tokens, skip_special_tokens=True),
+                answer=self.processor.decode(tokens, skip_special_tokens=True).strip(),  # as released
                 prompt=batch.prompts[b], chat_prompt=batch.chat_texts[b], grid=(gh, gw),
                 image_size=batch.image_sizes[b], resized_size=batch.resized[b], token_ids=tuple(tokens)))
         return results
 
+    def resolved(self) -> dict:
+        """What loading decided, for configs and sidecars (JSON types): model source and key, dtype,
+        the generation config ``generate`` gets, and the attention arithmetic."""
+        gc = self.generation_config()
+        return {"model": self.ref.source if self.ref else self.config.model,
+                "model_key": self.ref.key if self.ref else None, "dtype": self.dtype_name,
+                "generation": gc.to_diff_dict() if hasattr(gc, "to_diff_dict") else gc.to_dict(),
+                "arithmetic": "model dtype (released)" if self.released_arithmetic else "float32"}
+
     def settings(self) -> dict:
-        """Everything that decides the maps, for configs and sidecars (JSON types)."""
+        """``{"config": the OverviewConfig fields, "resolved": :meth:`resolved`}`` (JSON types)."""
         from ..runner import jsonable
 
-        gc = self.generation_config()
-        return {"config": jsonable(self.config), "model": self.ref.source if self.ref else self.config.model,
-                "model_key": self.ref.key if self.ref else None, "dtype": self.dtype_name,
-                "generation": gc.to_diff_dict() if hasattr(gc, "to_diff_dict") else gc.to_dict()}
+        return {"config": jsonable(self.config), "resolved": self.resolved()}
 
 
 def _until_eos(tokens: list[int], eos: set[int]) -> list[int]:

@@ -1,0 +1,71 @@
+"""Stage 1's files in the run directory (docs/run-directory.md): the dump, its sidecar, and the
+released one-image interface's float64 heatmap.
+
+    RUN/overview/<sample_id>.npy   float32 (1 + n_layers, gh, gw): [0] fused A_C, [1:] raw a_l in layer order
+    RUN/overview/<sample_id>.json  sidecar: prompt, answer, tokens, grid, image size, layers, weights, model, ...
+    DIR/heatmap_<layers>.npy       one-image mode only: float64 (1 + n_layers, gh, gw), the released file
+                                   (e.g. heatmap_16171819.npy); [0] = A_C computed in float64
+
+Paths come from :class:`~rsvg_zeroov.rundir.RunDir`; every write is atomic (dump first, then the
+sidecar, so a dump without its sidecar is not "done" and is recomputed).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from . import DumpError, RunDir, save_json, save_npy
+
+DUMP_LAYOUT = "float32 (1 + n_layers, gh, gw): [0] fused A_C, [1:] raw per-layer maps a_l in 'layers' order"
+
+
+def is_done(run: RunDir, sid: str, layers: Sequence[int], weights: Sequence[float],
+            image_size: tuple[int, int] | None = None) -> bool:
+    """True when the sample's dump and sidecar load, validate, and were made with these layers and
+    weights (and, if given, this original image size (W, H))."""
+    try:
+        _, meta = run.load_overview(sid)
+    except DumpError:
+        return False
+    if [int(v) for v in meta["layers"]] != [int(v) for v in layers]:
+        return False
+    if [round(float(v), 9) for v in meta["weights"]] != [round(float(w), 9) for w in weights]:
+        return False
+    return image_size is None or [int(v) for v in meta.get("image_size", ())] == list(image_size)
+
+
+def sidecar(result, sid: str, image: str, config, settings: dict) -> dict:
+    """The ``<sample_id>.json`` next to the dump: what docs/run-directory.md promises plus everything
+    that decided the maps. ``result``: an OverviewResult; ``settings``: ``Overview.resolved()``."""
+    return {
+        "sample_id": sid, "image": image, "prompt": result.prompt, "chat_prompt": result.chat_prompt,
+        "answer": result.answer, "generated_token_ids": list(result.token_ids),
+        "num_generated_tokens": len(result.token_ids), "grid": list(result.grid),
+        "image_size": list(result.image_size), "resized_size": list(result.resized_size),
+        "layers": list(config.layers), "weights": list(config.weights), "model": settings["model"],
+        "model_key": settings["model_key"], "dtype": settings["dtype"], "generation": settings["generation"],
+        "max_pixels": config.max_pixels, "min_pixels": config.min_pixels, "dump": DUMP_LAYOUT, "dump_dtype": "float32",
+    }
+
+
+def write_result(run: RunDir, sid: str, result, image: str, config, settings: dict) -> None:
+    """Dump then sidecar, each atomically."""
+    save_npy(run.overview_npy(sid), result.dump())
+    save_json(run.overview_json(sid), sidecar(result, sid, image, config, settings))
+
+
+def heatmap_path(folder: str | Path, layers: Sequence[int]) -> Path:
+    """``folder/heatmap_<layers joined>.npy``, the released file name (``heatmap_16171819.npy``)."""
+    return Path(folder) / f"heatmap_{''.join(str(int(v)) for v in layers)}.npy"
+
+
+def write_heatmap(folder: str | Path, layers: Sequence[int], heatmap: np.ndarray) -> Path:
+    """Save the released one-image file: float64 (1 + n_layers, gh, gw)."""
+    heatmap = np.asarray(heatmap)
+    if heatmap.dtype != np.float64 or heatmap.ndim != 3 or heatmap.shape[0] != 1 + len(layers):
+        raise ValueError(f"heatmap must be float64 (1 + {len(layers)}, gh, gw), got {heatmap.dtype} {heatmap.shape}")
+    path = heatmap_path(folder, layers)
+    save_npy(path, heatmap)
+    return path
