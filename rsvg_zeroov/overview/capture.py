@@ -106,6 +106,12 @@ class LastRowAttention:
         if self.model_dtype:
             self.counted.append(self._active.clone())
 
+    def stop_rows(self, rows: torch.Tensor) -> None:
+        """Rows (bool (B,)) that finished without EOS (a stopping criterion): their later, padded
+        steps are not counted, as after an EOS."""
+        if self._active is not None:
+            self._active &= ~rows.to(self._active.device)
+
     def add(self, layer: int, query, key, mask, scaling) -> None:
         if self._weight is None:
             raise RuntimeError("captured attention ran before the model's forward pre-hook; call the model "

@@ -35,6 +35,8 @@ class OverviewConfig:
     dtype: "float32" | "float16" | "bfloat16" | None (= bfloat16 on CUDA, float32 on CPU).
     batch_size: samples per ``generate`` call (left padding; the same maps as one by one).
     model: registry key, hub id or local folder (None = the registry default, Qwen2.5-VL-7B).
+    stop_at_bracket: stop generating at the first answer token containing "]" (not in the paper;
+        off = released). The maps average the steps up to that token.
     fidelity: "released" (default) or "corrected". They differ only with a half-precision model:
         released takes the attention probabilities in the model dtype, averages over heads and then
         over steps in that dtype, casts to float32 afterwards and fuses in float64, as the released
@@ -61,6 +63,9 @@ class OverviewConfig:
     model: str | None = field(default=None, metadata=flag(
         "--model", "VLM: registry key (qwen2.5-vl-7b, tiny, ...), hub id or local folder; none: qwen2.5-vl-7b",
         aliases=("--vlm", "--model_id", "--model-id")))
+    stop_at_bracket: bool = field(default=False, metadata=flag(
+        "--stop-at-bracket", "not in the paper: stop generating once the answer contains its closing ']' "
+        "(a quick setting; the released script generates until EOS)"))
     fidelity: str = field(default="released", metadata=flag(
         "--fidelity", "released: half-precision arithmetic as the released script; corrected: float32 "
         "accumulation", choices=FIDELITIES))

@@ -6,7 +6,6 @@ Two tiers (as SAM's predictor): ``Overview(config, device).load()`` once, then
 """
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -15,6 +14,7 @@ import numpy as np
 from .capture import capture_last_row
 from .config import OverviewConfig
 from .fuse import fuse, fuse64, stack_dump
+from .generate import StopAtBracket, TokenClosesAnswer, TokenProgress, cut_answer, eos_ids, generation_config
 from .prompt import PreparedBatch, prepare_batch
 
 
@@ -63,6 +63,7 @@ class Overview:
         self.config = config or OverviewConfig()
         self.device = str(device)
         self.model = self.processor = self.ref = None
+        self._closes_answer = None
 
     def load(self) -> "Overview":
         """Load model + processor through the registry (sdpa everywhere); check the layers exist."""
@@ -91,19 +92,10 @@ class Overview:
 
     def generation_config(self):
         """The checkpoint's generation config with this run's overrides (what ``generate`` gets)."""
-        gc = copy.deepcopy(self._require().generation_config)
-        gc.max_new_tokens = self.config.max_new_tokens
-        if self.config.min_new_tokens is not None:
-            gc.min_new_tokens = self.config.min_new_tokens
-        if self.config.greedy is True:
-            gc.do_sample, gc.temperature, gc.top_p, gc.top_k = False, None, None, None
-        elif self.config.greedy is False:
-            gc.do_sample = True
-        return gc
+        return generation_config(self._require(), self.config)
 
     def eos_ids(self, gc=None) -> list[int]:
-        eos = (gc or self.generation_config()).eos_token_id
-        return [] if eos is None else [int(eos)] if isinstance(eos, int) else [int(e) for e in eos]
+        return eos_ids(gc or self.generation_config())
 
     def prepare(self, items: Sequence[tuple[object, str]]) -> PreparedBatch:
         self._require()
@@ -112,16 +104,29 @@ class Overview:
     def generate_ids(self, batch: PreparedBatch, capture: bool = True):
         """Run ``generate`` on a prepared batch -> (sequences (B, L + T) on CPU, recorder or None)."""
         import torch
+        from transformers import StoppingCriteriaList
+
+        from ..progress import bar
 
         model = self._require()
         inputs = batch.inputs.to(model.device)
         gc = self.generation_config()
-        with torch.inference_mode():
+        with torch.inference_mode(), bar(gc.max_new_tokens, "stage 1 answer tokens") as ticks:
+            criteria = StoppingCriteriaList([TokenProgress(ticks)])
             if not capture:
-                return model.generate(**inputs, generation_config=gc).cpu(), None
+                if self.config.stop_at_bracket:
+                    criteria.append(StopAtBracket(self._closes()))
+                return model.generate(**inputs, generation_config=gc, stopping_criteria=criteria).cpu(), None
             with capture_last_row(model, self.config.layers, self.eos_ids(gc), self.released_arithmetic) as recorder:
-                sequences = model.generate(**inputs, generation_config=gc)
+                if self.config.stop_at_bracket:
+                    criteria.append(StopAtBracket(self._closes(), recorder.stop_rows))
+                sequences = model.generate(**inputs, generation_config=gc, stopping_criteria=criteria)
         return sequences.cpu(), recorder
+
+    def _closes(self) -> TokenClosesAnswer:
+        if self._closes_answer is None:
+            self._closes_answer = TokenClosesAnswer(self.processor.tokenizer)
+        return self._closes_answer
 
     def __call__(self, items: Sequence[tuple[object, str]]) -> list[OverviewResult]:
         """[(image, expression), ...] -> one :class:`OverviewResult` per item, in order.
@@ -143,10 +148,11 @@ class Overview:
         maps = {layer: m.float().cpu().numpy() for layer, m in recorder.mean_maps().items()}
         steps = recorder.steps.cpu().numpy()
         eos = set(self.eos_ids())
+        closes = self._closes() if self.config.stop_at_bracket else None
         fuse_maps = fuse64 if self.released_arithmetic else fuse
         results = []
         for b in range(len(batch.prompts)):
-            tokens = _until_eos(sequences[b, batch.prompt_len:].tolist(), eos)
+            tokens = cut_answer(sequences[b, batch.prompt_len:].tolist(), eos, closes)
             assert int(steps[b]) == len(tokens), (steps[b], len(tokens))  # one counted step per generated token
             (start, end), (gh, gw) = batch.spans[b], batch.grids[b]
             per_layer = np.stack([maps[layer][b, start:end].reshape(gh, gw) for layer in self.config.layers])
@@ -172,11 +178,3 @@ class Overview:
         from ..runner import jsonable
 
         return {"config": jsonable(self.config), "resolved": self.resolved()}
-
-
-def _until_eos(tokens: list[int], eos: set[int]) -> list[int]:
-    """Generated ids up to and including the first EOS (what a batch-1 ``generate`` returns)."""
-    for i, t in enumerate(tokens):
-        if t in eos:
-            return tokens[: i + 1]
-    return tokens
