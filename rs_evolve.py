@@ -1,105 +1,86 @@
-"""Stage 3, Evolve (+ SAM refinement): stage 1 and 2 dumps -> RUN/masks, RUN/predictions.jsonl.
+"""Stage 3, Evolve (+ mask refinement): stage 1 and 2 dumps -> RUN/masks, RUN/predictions.jsonl.
 
     python rs_evolve.py --dataset D --root R --split S --out RUN [--sam-checkpoint FILE | --no-sam]
-                        [--fidelity released|corrected] [--resolutions 32,64] [--k 7 --tau 0.3 --alpha 0.4]
+                        [--refiner vit_h|vit_l|vit_b|tiny|box-fill|none] [--fidelity released|corrected]
+                        [--resolutions 32,64] [--k 7 --tau 0.3 --alpha 0.4]
+    python rs_evolve.py --from RUN --out NEW --no-sam ...   # an ablation into a new run folder
     python rs_evolve.py ... --sweep "k=5,7,9 tau=0.2,0.3,0.4 alpha=0.3,0.4,0.5"   # -> RUN/sweep.csv, sweep.md
 
-Every flag defaults to the paper setting in rsvg_zeroov.evolve.config.EvolveConfig; the resolved
-settings go to RUN/evolve_config.json. Exit status: 0 all samples done, 1 some failed
-(RUN/failures.jsonl), 2 bad arguments, data set or model.
+Every flag defaults to the paper setting in rsvg_zeroov.evolve.config.EvolveConfig; the settings go
+to RUN/evolve_config.json (--config FILE starts from a recorded one). With --from, the stage-1/2
+dumps are read from that run and everything else is written into --out. Exit status: 0 all
+samples done, 1 some failed (RUN/failures.jsonl), 2 bad arguments, data set or model.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 
-from rsvg_zeroov import runner
-from rsvg_zeroov.evolve.config import FIDELITIES, EvolveConfig
+from rsvg_zeroov import cli, runner
+from rsvg_zeroov.evolve.config import EvolveConfig
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    runner.add_dataset_args(p)
+    runner.add_dataset_args(p, source=True)
+    cli.add_common_args(p)
     m = p.add_argument_group("method (defaults: the paper's)")
-    m.add_argument("--fidelity", choices=FIDELITIES, default=None,
-                   help="released (default; the published behaviour) or corrected")
-    m.add_argument("--resolutions", default=None, help="self-attention resolutions averaged into S, "
-                   "comma-separated from 16,32,64 (default 32,64; 16 needs stage 2's 16->32 dump)")
-    m.add_argument("--k", type=int, default=None, help="seeds: the K largest distinct VLM values (default 7)")
-    m.add_argument("--tau", type=float, default=None, help="region growing threshold on A_CS (default 0.3)")
-    m.add_argument("--alpha", type=float, default=None, help="binarisation threshold (default 0.4)")
-    m.add_argument("--no-dm", dest="use_dm", action="store_const", const=False, default=None,
-                   help="ablation: skip the interaction with S (A_CS = normalised c)")
-    m.add_argument("--no-evolve", dest="use_evolve", action="store_const", const=False, default=None,
-                   help="ablation: skip region growing (A_E = A_CS)")
-    s = p.add_argument_group("SAM refinement")
-    s.add_argument("--no-sam", dest="sam", action="store_const", const=False, default=None,
-                   help="write the unrefined evolve masks")
-    s.add_argument("--sam-checkpoint", default=None,
-                   help="SAM checkpoint file, or 'tiny' (default sam_checkpoint/sam_vit_h_4b8939.pth)")
-    s.add_argument("--sam-type", default=None, help="vit_h (default), vit_l, vit_b or tiny")
-    s.add_argument("--device", default=None, help="SAM device (default cuda:$LOCAL_RANK if available, else cpu)")
+    cli.add_config_flags(m, EvolveConfig)
+    s = p.add_argument_group("refinement (earlier spellings, kept)")
+    s.add_argument("--no-sam", action="store_true", help="write the unrefined evolve masks (= --refiner none)")
+    s.add_argument("--sam-type", default=None, help="vit_h, vit_l, vit_b or tiny (= --refiner KEY)")
     o = p.add_argument_group("outputs and speed")
-    o.add_argument("--save-maps", action="store_const", const=True, default=None,
-                   help="also write RUN/maps/<id>.npz (c, a_cs, seeds, region, a_e on the 32 grid)")
     o.add_argument("--sweep", default=None, metavar="GRID",
-                   help='score a K/tau/alpha grid without SAM, e.g. "k=5,7,9 tau=0.2,0.3 alpha=0.3,0.4"')
+                   help='score a K/tau/alpha grid without refinement, e.g. "k=5,7,9 tau=0.2,0.3 alpha=0.3,0.4"')
     o.add_argument("--protocol", default="zeroov", help="evaluation protocol of --sweep (default zeroov)")
-    o.add_argument("--workers", type=int, default=None, help="threads for loading/evolving/writing (default: one per usable CPU, at most 8)")
+    o.add_argument("--workers", type=int, default=None,
+                   help="threads for loading/evolving/writing (default: one per usable CPU, at most 8)")
     o.add_argument("--batch-size", type=int, default=32, help="samples per batch (default 32)")
     return p.parse_args(argv)
 
 
 def build_config(args: argparse.Namespace) -> EvolveConfig:
-    resolutions = None
-    if args.resolutions is not None:
-        try:
-            resolutions = tuple(int(r) for r in args.resolutions.split(","))
-        except ValueError:
-            runner.usage_error(f"--resolutions expects e.g. 32,64, got {args.resolutions!r}")
+    config = cli.build_config(EvolveConfig, args)
     try:
-        return EvolveConfig().override(
-            k=args.k, tau=args.tau, alpha=args.alpha, resolutions=resolutions, fidelity=args.fidelity,
-            use_dm=args.use_dm, use_evolve=args.use_evolve, sam=args.sam, sam_type=args.sam_type,
-            sam_checkpoint=args.sam_checkpoint, save_maps=args.save_maps)
+        if args.sam_type is not None and args.refiner is None:
+            config = config.override(refiner=args.sam_type)
+        if args.no_sam:
+            config = config.override(sam=False)
     except ValueError as exc:
-        runner.usage_error(str(exc))
+        raise runner.UsageError(str(exc)) from None
+    return config
 
 
-def main(argv=None) -> int:
+def run(argv=None) -> int:
     args = parse_args(argv)
     config = build_config(args)
     rank, world = runner.parse_shard(args.shard)
     samples = runner.load_run_samples(args)
-    run = runner.resolve_out(args)
-    extra = {"dataset": args.dataset, "root": args.root, "split": args.split, "n_samples": len(samples),
-             "shard": f"{rank}/{world}"}
+    out = runner.resolve_out(args)
     if args.sweep is not None:
         from rsvg_zeroov.evaluation.protocols import get_protocol
         from rsvg_zeroov.evolve.sweep import parse_grid, run_sweep
 
         if world > 1:
-            runner.usage_error("--sweep scores the whole run in one process; drop --shard/torchrun")
-        try:
-            parse_grid(args.sweep, config)
-            get_protocol(args.protocol)
-        except ValueError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        _rows, failed = run_sweep(run, samples, config, args.sweep, protocol=args.protocol,
-                                  workers=args.workers, extra=extra)
+            raise runner.UsageError("--sweep scores the whole run in one process; drop --shard/torchrun")
+        parse_grid(args.sweep, config)
+        get_protocol(args.protocol)
+        info = runner.run_info(args, rank, world, n_samples=len(samples))
+        _rows, failed, table = run_sweep(out, samples, config, args.sweep, protocol=args.protocol,
+                                         workers=args.workers, extra=info)
+        print(table, end="")
         return 1 if failed else 0
     from rsvg_zeroov.evolve.stage import run_evolve
-    from rsvg_zeroov.models.registry import ModelNotFound
 
-    try:
-        report = run_evolve(run, samples, runner.shard(samples, rank, world), config, rank=rank,
-                            device=runner.pick_device(args.device) if config.sam else None,
-                            workers=args.workers, batch_size=args.batch_size, extra=extra)
-    except ModelNotFound as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    device = runner.pick_device(args.device) if config.refiner is not None else None
+    report = run_evolve(out, samples, runner.shard(samples, rank, world), config, rank=rank, device=device,
+                        workers=args.workers, batch_size=args.batch_size,
+                        run_info=runner.run_info(args, rank, world, device, n_samples=len(samples)))
     return runner.exit_code(report)
+
+
+def main(argv=None) -> int:
+    return cli.main(run, argv)
 
 
 if __name__ == "__main__":

@@ -69,7 +69,7 @@ def one_repeat(run: RunDir, samples: list[Sample], workers: int | None) -> dict:
     for sub in ("masks", "evolve"):
         shutil.rmtree(run.root / sub, ignore_errors=True)
     (run.root / "predictions.jsonl").unlink(missing_ok=True)
-    stage = EvolveStage(run, EvolveConfig(sam=False), workers=workers)
+    stage = EvolveStage(run, EvolveConfig(refiner=None), workers=workers)
     os.environ["TQDM_DISABLE"] = "1"
     t0, c0 = time.perf_counter(), time.process_time()
     report = stage.run_samples(samples, batch_size=32)

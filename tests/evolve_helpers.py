@@ -7,6 +7,7 @@ from collections import deque
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from rsvg_zeroov.rundir import FOCUS_16TO32, FOCUS_64TO32, FOCUS_SELF_32, RunDir, save_json, save_npy
@@ -166,3 +167,44 @@ def read_mask(path: Path) -> np.ndarray:
 
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def exit_status(fn, *args) -> int:
+    """The exit status of a script's main: its return value, or the code of the SystemExit that
+    :func:`rsvg_zeroov.cli.main` raises for a user error."""
+    try:
+        return fn(*args)
+    except SystemExit as exc:
+        return exc.code
+
+
+def read_evolve_config(run: RunDir) -> dict:
+    """``RUN/evolve_config.json`` flattened as earlier versions wrote it: the settings, ``stage``,
+    ``sam`` (whether a refiner ran) and ``sam_resolved`` (the refiner's key as ``type``)."""
+    from rsvg_zeroov.evolve.config import EvolveConfig
+    from rsvg_zeroov.runner import read_stage_config
+
+    raw = json.loads(run.config("evolve").read_text())
+    body = read_stage_config(run.config("evolve"))
+    flat = {**body["config"], "stage": raw["stage"], "run": body["run"], "resolved": body["resolved"],
+            "sam": EvolveConfig.from_recorded(body["config"]).sam}
+    refiner = body["resolved"].get("refiner")
+    if refiner:
+        flat["sam_resolved"] = {"type": refiner["key"], "checkpoint": refiner["checkpoint"], "device": refiner["device"]}
+    return flat
+
+
+# ------------------------------------------------------------------------------ shared fixtures
+@pytest.fixture
+def crafted(tmp_path):
+    """(jsonl, run, {id: expected mask}) of :func:`make_crafted_run`."""
+    return make_crafted_run(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def tiny_sam(tmp_path_factory):
+    """Only the tiny SAM, written where the registry looks for it (no other tiny model built)."""
+    from rsvg_zeroov.tiny.sam import build_tiny_sam
+
+    root = tmp_path_factory.mktemp("tiny_sam")
+    return build_tiny_sam(root / "sam" / "sam_tiny.pth", seed=0)

@@ -69,7 +69,7 @@ def crafted_maps(seed: int = 0) -> dict[str, np.ndarray]:
 @pytest.mark.parametrize("kind", ["nearly_flat", "quantised", "plateaued"])
 def test_masks_equal_the_torch_reference_to_the_pixel(kind, fidelity):
     rng = np.random.default_rng(1)
-    cfg = EvolveConfig(fidelity=fidelity, sam=False)
+    cfg = EvolveConfig(fidelity=fidelity, refiner=None)
     with single_threaded_kernels():  # as the stage runs it
         for trial in range(3):
             a_c = crafted_maps(trial)[kind]

@@ -1,4 +1,4 @@
-"""Stage 3 maths on hand-computed toy cases, in both fidelity modes (METHOD.md section 3)."""
+"""Stage 3 maths on hand-computed toy cases, in both fidelity modes (docs/method.md, stage 3)."""
 import numpy as np
 import pytest
 
@@ -171,7 +171,7 @@ def test_evolve_step_by_step(fidelity):
     a_c[10:15, 12:18] += 0.6
     s = rng.random((1024, 1024), dtype=np.float32)
     s /= s.sum(1, keepdims=True)
-    cfg = EvolveConfig(fidelity=fidelity, sam=False)
+    cfg = EvolveConfig(fidelity=fidelity, refiner=None)
     res = evolve(a_c, s, (120, 90), cfg)
     ref = torch_resize(a_c, (32, 32))
     denom = ref.max() + EPS if fidelity == "released" else ref.max() - ref.min() + EPS
@@ -195,18 +195,18 @@ def test_fidelity_changes_c_when_the_minimum_is_not_zero():
 
 def test_ablation_switches():
     a_c = np.random.default_rng(5).random((32, 32), dtype=np.float32)
-    no_dm = evolve(a_c, None, (64, 64), EvolveConfig(use_dm=False, sam=False))
+    no_dm = evolve(a_c, None, (64, 64), EvolveConfig(use_dm=False, refiner=None))
     np.testing.assert_array_equal(no_dm.a_cs, no_dm.c)
-    no_ev = evolve(a_c, None, (64, 64), EvolveConfig(use_dm=False, use_evolve=False, sam=False))
+    no_ev = evolve(a_c, None, (64, 64), EvolveConfig(use_dm=False, use_evolve=False, refiner=None))
     assert no_ev.region.all() and np.array_equal(no_ev.a_e, no_ev.a_cs)
     with pytest.raises(ValueError, match="needs S"):
-        evolve(a_c, None, (64, 64), EvolveConfig(sam=False))
+        evolve(a_c, None, (64, 64), EvolveConfig(refiner=None))
 
 
 def test_config_defaults_overrides_and_validation():
     cfg = EvolveConfig()
     assert (cfg.k, cfg.tau, cfg.alpha, cfg.resolutions, cfg.fidelity) == (7, 0.3, 0.4, (32, 64), "released")
-    assert cfg.use_dm and cfg.use_evolve and cfg.sam and not cfg.save_maps
+    assert cfg.use_dm and cfg.use_evolve and cfg.sam and not cfg.save_maps and cfg.refiner == "vit_h"
     assert cfg.override(k=None, tau=0.25) == EvolveConfig(tau=0.25)
     assert EvolveConfig(resolutions=(64, 32, 16)).resolutions == (16, 32, 64)
     assert cfg.fingerprint() != cfg.override(alpha=0.5).fingerprint()

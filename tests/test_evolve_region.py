@@ -1,4 +1,4 @@
-"""The vectorised region growing equals a plain breadth-first search (METHOD.md section 3 step 4)."""
+"""The vectorised region growing equals a plain breadth-first search (docs/method.md, stage 3 step 4)."""
 import numpy as np
 import pytest
 

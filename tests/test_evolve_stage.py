@@ -5,24 +5,11 @@ import os
 import numpy as np
 import pytest
 
-from evolve_helpers import CRAFTED, cli, make_crafted_run, read_jsonl, read_mask, write_focus
+from evolve_helpers import (CRAFTED, cli, crafted, exit_status, make_crafted_run, read_evolve_config,  # noqa: F401
+                            read_jsonl, read_mask, tiny_sam, write_focus)
 from rsvg_zeroov.rundir import FOCUS_16TO32, FOCUS_64TO32, save_npy
 
 IDS = [s["id"] for s in CRAFTED]
-
-
-@pytest.fixture
-def crafted(tmp_path):
-    return make_crafted_run(tmp_path)
-
-
-@pytest.fixture(scope="module")
-def tiny_sam(tmp_path_factory):
-    """Only the tiny SAM, written where registry.ensure_tiny("sam") looks (no other tiny model built)."""
-    from rsvg_zeroov.tiny.sam import build_tiny_sam
-
-    root = tmp_path_factory.mktemp("tiny_sam")
-    return build_tiny_sam(root / "sam" / "sam_tiny.pth", seed=0)
 
 
 def _box(mask):
@@ -42,7 +29,7 @@ def test_no_sam_masks_boxes_records_and_config(crafted):
         assert p["box"] == _box(expected[sid]) and p["sam_score"] is None
         assert set(p) == {"sample_id", "box", "mask", "sam_score"}
     assert preds[IDS.index("z1")]["box"] is None and not read_mask(run.mask_png("z1")).any()
-    cfg = json.loads(run.config("evolve").read_text())
+    cfg = read_evolve_config(run)
     assert (cfg["k"], cfg["tau"], cfg["alpha"], cfg["resolutions"], cfg["fidelity"]) == (7, 0.3, 0.4, [32, 64], "released")
     assert cfg["sam"] is False and cfg["use_dm"] and cfg["use_evolve"] and cfg["stage"] == "evolve"
     assert not run.failures.exists() or run.read_failures() == []
@@ -61,7 +48,7 @@ def test_resume_skips_done_samples_and_a_new_setting_recomputes(crafted):
     assert inodes() == stamp and run.evolve_records(0).read_text() == records  # nothing redone
     assert cli(jsonl, run, "--no-sam", "--alpha", "0.9") == 0
     assert all(inodes()[sid] != stamp[sid] for sid in IDS)
-    assert json.loads(run.config("evolve").read_text())["alpha"] == 0.9
+    assert read_evolve_config(run)["alpha"] == 0.9
     assert len(run.evolve_records(0).read_text().splitlines()) == 2 * len(IDS)
     before = inodes()
     # a torn last line (a killed process) is skipped; a mask cut short or edited by hand is redone
@@ -111,7 +98,7 @@ def test_sam_refinement_embeds_each_image_once(crafted, tiny_sam, monkeypatch):
         assert mask.shape == spec["hw"] and preds[sid]["box"] == _box(mask)
     assert preds["z1"]["sam_score"] is None and preds["z1"]["box"] is None  # empty mask: SAM skipped
     assert all(isinstance(preds[s]["sam_score"], float) for s in ("a1", "a2", "b1"))
-    cfg = json.loads(run.config("evolve").read_text())
+    cfg = read_evolve_config(run)
     assert cfg["sam"] is True and cfg["sam_resolved"]["type"] == "tiny"
 
 
@@ -129,7 +116,7 @@ def test_explicit_tiny_checkpoint_path_loads_through_the_registry(tiny_sam, tmp_
 
 def test_missing_sam_checkpoint_is_one_clear_error(crafted, tmp_path, capsys):
     jsonl, run, _ = crafted
-    assert cli(jsonl, run, "--sam-checkpoint", str(tmp_path / "sam_vit_h.pth")) == 2
+    assert exit_status(cli, jsonl, run, "--sam-checkpoint", str(tmp_path / "sam_vit_h.pth")) == 2
     err = capsys.readouterr().err
     assert "sam_vit_h.pth not found" in err and "--no-sam" in err
     assert not run.mask_png("a1").exists()
@@ -144,7 +131,7 @@ def test_save_maps_and_ablations_are_recorded(crafted):
         np.testing.assert_array_equal(maps["a_cs"], maps["c"])  # --no-dm
         np.testing.assert_array_equal(maps["a_e"], maps["a_cs"])  # --no-evolve
         assert maps["region"].all()
-    cfg = json.loads(run.config("evolve").read_text())
+    cfg = read_evolve_config(run)
     assert (cfg["use_dm"], cfg["use_evolve"], cfg["fidelity"], cfg["save_maps"]) == (False, False, "corrected", True)
 
 

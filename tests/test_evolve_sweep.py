@@ -3,7 +3,7 @@ import csv
 
 import pytest
 
-from evolve_helpers import CRAFTED, cli, make_crafted_run, read_mask
+from evolve_helpers import CRAFTED, cli, exit_status, make_crafted_run, read_mask
 from rsvg_zeroov.evolve.config import EvolveConfig
 from rsvg_zeroov.evolve.sweep import SWEEP_CSV, SWEEP_MD, SWEEP_STAGE, Setting, parse_grid
 
@@ -81,6 +81,6 @@ def test_sweep_writes_no_predictions_and_scores_missing_dumps_as_misses(crafted)
 
 def test_bad_sweep_arguments_exit_2(crafted, capsys):
     jsonl, run, _ = crafted
-    assert cli(jsonl, run, "--sweep", "gamma=1") == 2
-    assert cli(jsonl, run, "--sweep", "k=7", "--protocol", "nope") == 2
+    assert exit_status(cli, jsonl, run, "--sweep", "gamma=1") == 2
+    assert exit_status(cli, jsonl, run, "--sweep", "k=7", "--protocol", "nope") == 2
     assert "--sweep" in capsys.readouterr().err

@@ -83,7 +83,7 @@ def _header_only(text: str) -> bytes:
 
 
 def _configs():
-    return [EvolveConfig(sam=False, resolutions=r, fidelity=f)
+    return [EvolveConfig(refiner=None, resolutions=r, fidelity=f)
             for r, f in [((32,), "released"), ((32, 64), "released"), ((64,), "corrected"),
                          ((16, 32, 64), "released"), ((16, 32, 64), "corrected")]]
 
@@ -122,7 +122,7 @@ def test_sreader_names_the_non_finite_file(tmp_path):
     bad = s.copy()
     bad[5, 7] = np.nan
     write_focus(run, "n", s.reshape(32, 32, 1024), {"released": bad, "corrected": s}, dtype=np.float16)
-    config = EvolveConfig(sam=False)
+    config = EvolveConfig(refiner=None)
     with pytest.raises(DumpError, match=r"n/self_64to32_released\.npy: contains NaN or Inf"):
         SReader(run, config).read("n")
     save_npy(run.focus_file("n", FOCUS_64TO32["released"]), np.full((1024, 1024), 6e4, np.float16))
@@ -178,7 +178,7 @@ def test_masks_are_on_disk_before_their_records(tmp_path, monkeypatch):
     and the records file does not yet hold them."""
     from evolve_helpers import cli
 
-    from rsvg_zeroov.evolve import records
+    from rsvg_zeroov.rundir import evolve as records
 
     jsonl, run, _ = make_crafted_run(tmp_path)
     seen = []

@@ -1,15 +1,28 @@
-"""Stage 3 settings: one frozen config whose defaults are the paper's (METHOD.md sections 3-4)."""
+"""Stage 3 settings: one frozen config whose defaults are the paper's (docs/method.md, stages 3-4).
+
+Each field carries its command-line flag (:func:`rsvg_zeroov.cli.flag`), so a default is written
+once, here; ``rs_evolve.py`` builds its flags from this class.
+"""
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from .. import cli
 
 GRID = 32  # every map of stage 3 lives on the 32 x 32 grid
 N_TOKENS = GRID * GRID  # 1024 query/key positions of the interaction matrix S
 FIDELITIES = ("released", "corrected")
 RESOLUTIONS = (16, 32, 64)
+NO_REFINER = "none"  # what --refiner takes for "no refinement" (config value None)
+# earlier spellings of the refiner settings (configs written before the refiner role, old callers)
+LEGACY_KEYS = ("sam", "sam_type", "sam_checkpoint")
+
+
+def _refiner_name(text: str) -> str:
+    return text.strip()
 
 
 @dataclass(frozen=True)
@@ -26,23 +39,33 @@ class EvolveConfig:
         (min-max normalisation of ``c`` and the spatially correct 64->32 / 16->32 reductions).
     use_dm: False skips the interaction with ``S`` (ablation: ``A_CS`` = normalised ``c``).
     use_evolve: False skips region growing (ablation: ``A_E`` = ``A_CS``).
-    sam: refine the mask with SAM (box prompt). Paper's final numbers: on.
-    sam_type / sam_checkpoint: passed to :func:`rsvg_zeroov.models.registry.load_sam`
-        (None -> ViT-H, ``sam_checkpoint/sam_vit_h_4b8939.pth``; "tiny" -> the offline stand-in).
+    refiner: the mask refiner's key in the refiner registry (:mod:`rsvg_zeroov.models.refiners`:
+        ``vit_h`` (paper), ``vit_l``, ``vit_b``, ``tiny``, ``box-fill``), or None for none.
+    refiner_checkpoint: its weights file (None: ``sam_checkpoint/<official file name>``).
     save_maps: also write ``RUN/maps/<id>.npz`` with ``c, a_cs, seeds, region, a_e`` (32 x 32).
     """
 
-    k: int = 7
-    tau: float = 0.3
-    alpha: float = 0.4
-    resolutions: tuple[int, ...] = (32, 64)
-    fidelity: str = "released"
-    use_dm: bool = True
-    use_evolve: bool = True
-    sam: bool = True
-    sam_type: str | None = None
-    sam_checkpoint: str | None = None
-    save_maps: bool = False
+    k: int = field(default=7, metadata=cli.flag("--k", "seeds: the K largest distinct VLM values"))
+    tau: float = field(default=0.3, metadata=cli.flag("--tau", "region growing threshold on A_CS"))
+    alpha: float = field(default=0.4, metadata=cli.flag("--alpha", "binarisation threshold of A_E"))
+    resolutions: tuple[int, ...] = field(default=(32, 64), metadata=cli.flag(
+        "--resolutions", "self-attention resolutions averaged into S, from 16,32,64 "
+        "(16 needs stage 2's 16->32 dump)"))
+    fidelity: str = field(default="released", metadata=cli.flag(
+        "--fidelity", "released (the published behaviour) or corrected", choices=FIDELITIES))
+    use_dm: bool = field(default=True, metadata=cli.flag(
+        "--no-dm", "ablation: skip the interaction with S (A_CS = normalised c)", store_false=True))
+    use_evolve: bool = field(default=True, metadata=cli.flag(
+        "--no-evolve", "ablation: skip region growing (A_E = A_CS)", store_false=True))
+    refiner: str | None = field(default="vit_h", metadata=cli.flag(
+        "--refiner", f"mask refiner key (vit_h, vit_l, vit_b, tiny, box-fill; '{NO_REFINER}' = "
+        "no refinement; python -m rsvg_zeroov.models lists them)", metavar="KEY", parse=_refiner_name))
+    refiner_checkpoint: str | None = field(default=None, metadata=cli.flag(
+        "--refiner-checkpoint", "the refiner's weights file, or 'tiny' (default: "
+        "sam_checkpoint/<official file name>)", aliases=("--sam-checkpoint",), metavar="FILE"))
+    save_maps: bool = field(default=False, metadata=cli.flag(
+        "--save-maps", "also write RUN/maps/<id>.npz (c, a_cs, seeds, region, a_e on the 32 grid)",
+        store_true=True))
 
     def __post_init__(self) -> None:
         res = tuple(sorted({int(r) for r in self.resolutions}))
@@ -56,10 +79,42 @@ class EvolveConfig:
         object.__setattr__(self, "k", int(self.k))
         object.__setattr__(self, "tau", float(self.tau))
         object.__setattr__(self, "alpha", float(self.alpha))
+        if self.refiner_checkpoint == "tiny":  # the old spelling --sam-checkpoint tiny
+            object.__setattr__(self, "refiner", "tiny")
+            object.__setattr__(self, "refiner_checkpoint", None)
+        if self.refiner is not None and (not self.refiner or self.refiner.lower() == NO_REFINER):
+            object.__setattr__(self, "refiner", None)
+
+    # ------------------------------------------------------------------------------ earlier names
+    @property
+    def sam(self) -> bool:
+        """Whether the mask is refined (the name earlier versions used)."""
+        return self.refiner is not None
+
+    @property
+    def sam_type(self) -> str | None:
+        return self.refiner
+
+    @property
+    def sam_checkpoint(self) -> str | None:
+        return self.refiner_checkpoint
 
     def override(self, **values) -> "EvolveConfig":
-        """A copy with the given fields replaced; ``None`` values are ignored (CLI flags default to None)."""
-        return dataclasses.replace(self, **{k: v for k, v in values.items() if v is not None})
+        """A copy with the given fields replaced; ``None`` values are ignored (CLI flags default to
+        None). The earlier ``sam`` (False = no refinement), ``sam_type`` and ``sam_checkpoint``
+        are accepted too."""
+        values = _translate_legacy({k: v for k, v in values.items() if v is not None})
+        return dataclasses.replace(self, **values)
+
+    @classmethod
+    def from_recorded(cls, values: dict) -> "EvolveConfig":
+        """The config recorded in a stage config file's ``"config"`` (any layout this project
+        wrote, the earlier ``sam`` / ``sam_type`` keys included); other keys are ignored."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        values = _translate_legacy({k: v for k, v in values.items() if k in names or k in LEGACY_KEYS})
+        if isinstance(values.get("resolutions"), list):
+            values["resolutions"] = tuple(values["resolutions"])
+        return cls(**values)
 
     def fingerprint(self) -> str:
         """Short hash of every setting that changes the predictions (resume skips only matching records):
@@ -67,6 +122,21 @@ class EvolveConfig:
         keys = [f.name for f in dataclasses.fields(self) if f.name != "save_maps"]
         blob = json.dumps({k: getattr(self, k) for k in keys}, sort_keys=True)
         return hashlib.sha1(blob.encode()).hexdigest()[:12]
+
+
+def _translate_legacy(values: dict) -> dict:
+    """``sam`` / ``sam_type`` / ``sam_checkpoint`` -> ``refiner`` / ``refiner_checkpoint``."""
+    values = dict(values)
+    sam, sam_type = values.pop("sam", None), values.pop("sam_type", None)
+    if "sam_checkpoint" in values:
+        values.setdefault("refiner_checkpoint", values.pop("sam_checkpoint"))
+    if sam_type is not None:
+        values.setdefault("refiner", sam_type)
+    if sam is False:
+        values["refiner"] = None
+    elif sam is True and values.get("refiner", "") is None:
+        values["refiner"] = EvolveConfig.refiner
+    return values
 
 
 PAPER = EvolveConfig()

@@ -1,6 +1,6 @@
 """The VLM map meets the diffusion self-attention: ``c``, the matrix ``S`` and ``A_CS = norm(c^T S)``.
 
-Shapes (METHOD.md section 3): ``A_C`` float32 (gh, gw) from stage 1; ``c`` and ``A_CS`` float32
+Shapes (docs/method.md, stage 3): ``A_C`` float32 (gh, gw) from stage 1; ``c`` and ``A_CS`` float32
 (32, 32) on the 32 grid, row-major, values in [0, 1); ``S`` float32 (1024, 1024), rows = query
 positions, columns = key positions (each row of a self-attention map sums to 1).
 """

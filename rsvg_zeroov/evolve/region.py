@@ -1,4 +1,4 @@
-"""Seeds and region growing on the 32 x 32 grid (METHOD.md section 3, step 4), vectorised.
+"""Seeds and region growing on the 32 x 32 grid (docs/method.md, stage 3 step 4), vectorised.
 
 Growing from the seeds through 8-connected positions with ``A_CS > tau`` is the same set as the
 8-connected components of ``(A_CS > tau) | seeds`` that contain a seed, so one connected-component

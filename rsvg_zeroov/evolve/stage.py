@@ -1,17 +1,17 @@
 """The dataset-level driver of stage 3: dumps in, ``RUN/masks``, per-sample records and
-``RUN/predictions.jsonl`` out (CONTRACTS.md), with resume, per-sample failures and a timing split.
+``RUN/predictions.jsonl`` out (docs/run-directory.md), with resume, per-sample failures and a timing
+split. :class:`EvolveStage` is a :class:`rsvg_zeroov.runner.Stage`.
 
-Samples are visited grouped by image, so SAM embeds each distinct image once. Without SAM every
-sample is loaded, evolved and written by a small thread pool (NumPy, torch casts, zlib and file I/O
-release the GIL; each thread reuses its own read buffers); with SAM, loading/evolving and writing
-stay parallel and the SAM calls run in order. Each batch's records are appended to the rank's
-record file once its masks are in place (see :mod:`rsvg_zeroov.evolve.records`).
+Samples are visited grouped by image, so a refiner embeds each distinct image once. Without a
+refiner every sample is loaded, evolved and written by a small thread pool (NumPy, torch, zlib and
+file I/O release the GIL; each thread reuses its own read buffers); with one, loading/evolving and
+writing stay parallel and the refiner calls run in order. Each batch's records are appended to the
+rank's record file once its masks are in place (see :mod:`rsvg_zeroov.rundir.evolve`).
 """
 from __future__ import annotations
 
-import io
 import json
-import sys
+import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -21,13 +21,15 @@ from typing import Sequence
 import numpy as np
 
 from ..evaluation.iou import tight_box
-from ..rundir import RunDir, atomic_write_bytes, save_mask_png
+from ..rundir import RunDir, atomic_write_bytes
+from ..rundir.evolve import PREDICTION_KEYS, Records, make_record, write_mask, write_maps
+from ..runner import default_workers
 from .config import EvolveConfig
 from .evolve import EvolveResult, evolve
 from .interaction import ThreadReaders, load_inputs, single_threaded_kernels
-from ..runner import default_workers
-from .records import PREDICTION_KEYS, Records, make_record
+from .refine import build_refiner, image_reader
 
+log = logging.getLogger(__name__)
 STAGE = "evolve"
 PHASES = ("loading", "evolving", "refining", "writing")
 
@@ -66,16 +68,20 @@ def group_by_image(samples: Sequence) -> list:
 
 
 class EvolveStage:
-    """``is_done`` / ``process`` / ``finalize`` for :func:`rsvg_zeroov.runner.run_stage`.
+    """Stage 3 as a :class:`rsvg_zeroov.runner.Stage` (``settings`` / ``setup`` / ``is_done`` /
+    ``process`` / ``finalize``).
 
-    refiner: a :class:`~rsvg_zeroov.evolve.refine.SamRefiner` when ``config.sam`` is on, else None.
+    refiner: a built :class:`~rsvg_zeroov.models.refiners.Refiner`, or None to build the one of
+    ``config.refiner`` in :meth:`setup` (only if some sample is not done) on ``device``.
     """
 
+    name = STAGE
+
     def __init__(self, run: RunDir, config: EvolveConfig, refiner=None, workers: int | None = None,
-                 rank: int = 0):
-        if config.sam and refiner is None:
-            raise ValueError("config.sam is on but no SamRefiner was given (build one, or use sam=False)")
-        self.run, self.config, self.refiner = run, config, refiner if config.sam else None
+                 rank: int = 0, *, device: str | None = None, batch_size: int = 32):
+        self.run, self.config, self.rank, self.device = run, config, rank, device
+        self.refiner = refiner if config.refiner is not None else None
+        self.batch_size = batch_size
         self.fingerprint = config.fingerprint()
         # one thread per core (runner.default_workers): on 2 cores, 2 threads gave ~1.4x the
         # throughput of 8, whose contention for the GIL and caches cost more than it overlapped
@@ -84,23 +90,30 @@ class EvolveStage:
         self.records = Records(run, rank)
         self._written: set[str] = set()
         self._readers = ThreadReaders(run, config)
+        self._read_image = image_reader(config.fidelity)
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="evolve")
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
 
-    def run_samples(self, samples: Sequence, batch_size: int = 32):
-        """:func:`rsvg_zeroov.runner.run_stage` over ``samples`` grouped by image; returns its report.
+    # ------------------------------------------------------------------------------ Stage protocol
+    def settings(self) -> dict:
+        resolved = {"fingerprint": self.fingerprint, "workers": self.workers, "batch_size": self.batch_size}
+        if self.refiner is not None:
+            resolved["refiner"] = self.refiner.resolved()
+        return {"config": self.config, "resolved": resolved}
 
-        Torch kernels run single-threaded (the workers are the parallelism) unless SAM runs on the CPU.
-        """
-        from ..runner import run_stage
+    def setup(self) -> None:
+        """Check that the stage-1/2 dumps are there at all, then build the refiner."""
+        from ..rundir.evolve import missing_upstream
+        from ..runner import UsageError
 
-        sam_on_cpu = self.refiner is not None and self.refiner.device == "cpu"
-        with single_threaded_kernels(enabled=not sam_on_cpu):
-            return run_stage(STAGE, self.run, group_by_image(samples), self.is_done, self.process, batch_size)
+        missing = missing_upstream(self.run, self.config.use_dm)
+        if missing:
+            raise UsageError(missing)
+        if self.config.refiner is not None and self.refiner is None:
+            self.refiner = build_refiner(self.config, self.device)
 
-    # ------------------------------------------------------------------------------ resume
     def read_record(self, sample) -> dict | None:
         """The sample's record under this config whose mask file is the one it describes, or None."""
         return self.records.valid(sample.sample_id, self.fingerprint)
@@ -119,10 +132,10 @@ class EvolveStage:
             return evolve(a_c, s, (sample.height, sample.width), self.config)
 
     def _refine(self, sample, result: EvolveResult) -> tuple[np.ndarray, float | None]:
-        if self.refiner is None or not result.mask.any():  # an empty mask skips SAM: empty prediction
+        if self.refiner is None or not result.mask.any():  # an empty mask skips refinement: empty prediction
             return result.mask, None
         with self.timer.phase("refining"):
-            self.refiner.use_image(sample.image_path, (sample.height, sample.width))
+            self.refiner.use_image(sample.image_path, (sample.height, sample.width), self._read_image)
             return self.refiner.refine(result.mask)
 
     def _write(self, sample, result: EvolveResult, mask: np.ndarray, score: float | None) -> dict:
@@ -130,11 +143,9 @@ class EvolveStage:
         sid = sample.sample_id
         with self.timer.phase("writing"):
             # made durable once per batch, before the records are appended (Records.append)
-            png = save_mask_png(self.run.mask_png(sid), mask, durable=False)
+            png = write_mask(self.run, sid, mask)
             if self.config.save_maps:
-                buf = io.BytesIO()
-                np.savez(buf, **result.maps())
-                atomic_write_bytes(self.run.maps_npz(sid), buf.getvalue(), durable=False)
+                write_maps(self.run, sid, result.maps())
             return make_record(sid, _box(mask), self.run.mask_rel(sid), score, self.fingerprint, png)
 
     def _whole(self, sample) -> dict:
@@ -144,21 +155,25 @@ class EvolveStage:
     def process(self, batch: Sequence) -> None:
         """Compute and write a batch, append the records of the samples that succeeded, then raise
         the first per-sample error (the runner retries the failed samples alone; finished ones are
-        not redone)."""
+        not redone). The worker threads run torch kernels single-threaded (they are the
+        parallelism); a refiner on the CPU gets torch's thread pool for its own calls."""
         batch = [s for s in batch if s.sample_id not in self._written]
         if self.refiner is None:
-            outcomes = self._parallel(self._whole, batch)
+            with single_threaded_kernels():
+                outcomes = self._parallel(self._whole, batch)
         else:
-            loaded = self._parallel(self._load_evolve, batch)
+            with single_threaded_kernels():
+                loaded = self._parallel(self._load_evolve, batch)
             jobs, outcomes = [], []
-            for sample, (result, err) in zip(batch, loaded):
-                if err is not None:
-                    outcomes.append((None, err))
-                    continue
-                try:
-                    jobs.append((sample, result, *self._refine(sample, result)))
-                except Exception as exc:  # noqa: BLE001 - reported after the rest of the batch is written
-                    outcomes.append((None, exc))
+            with single_threaded_kernels(enabled=not self.refiner.cpu_threads):
+                for sample, (result, err) in zip(batch, loaded):
+                    if err is not None:
+                        outcomes.append((None, err))
+                        continue
+                    try:
+                        jobs.append((sample, result, *self._refine(sample, result)))
+                    except Exception as exc:  # noqa: BLE001 - reported after the rest of the batch is written
+                        outcomes.append((None, exc))
             outcomes += self._parallel(lambda job: self._write(*job), jobs)
         done = [rec for rec, err in outcomes if err is None]
         with self.timer.phase("writing"):
@@ -191,9 +206,18 @@ class EvolveStage:
             atomic_write_bytes(self.run.predictions, "".join(lines).encode())
         missing = len(all_samples) - len(lines)
         if missing:
-            print(f"[{STAGE}] predictions.jsonl: {len(lines)} samples, {missing} without a prediction "
-                  f"yet (other shards still running, or failed)", file=sys.stderr)
+            log.info("[%s] predictions.jsonl: %d samples, %d without a prediction yet (other shards "
+                     "still running, or failed)", STAGE, len(lines), missing)
         return len(lines)
+
+    def run_samples(self, samples: Sequence, *, all_samples: Sequence | None = None,
+                    run_info: dict | None = None):
+        """:func:`rsvg_zeroov.runner.run_stage` over ``samples`` grouped by image (``all_samples``:
+        the whole run, for ``predictions.jsonl``); returns its report."""
+        from ..runner import run_stage
+
+        return run_stage(self, self.run, group_by_image(samples), rank=self.rank, run_info=run_info,
+                         all_samples=all_samples if all_samples is not None else samples)
 
 
 def _box(mask: np.ndarray) -> list[int] | None:
@@ -208,35 +232,28 @@ def _raise_first(outcomes) -> None:
             raise err
 
 
+def _default_run_info(run: RunDir) -> dict:
+    return {"source_run": str(run.source) if run.reads_elsewhere else None}
+
+
 def run_evolve(run: RunDir, all_samples: Sequence, samples: Sequence, config: EvolveConfig, *,
                rank: int = 0, device: str | None = None, workers: int | None = None,
-               batch_size: int = 32, refiner=None, extra: dict | None = None):
+               batch_size: int = 32, refiner=None, run_info: dict | None = None):
     """Stage 3 over this shard's ``samples``; ``predictions.jsonl`` is assembled over ``all_samples``.
 
-    Builds the :class:`SamRefiner` when ``config.sam`` is on (raises ``ModelNotFound`` before any
-    sample is touched if the checkpoint is unavailable). Returns the runner's ``StageReport``.
+    The refiner of ``config.refiner`` is built once some sample needs it (ModelNotFound before any
+    sample is touched if its weights are unavailable). ``run_info``: the run part of
+    ``RUN/evolve_config.json`` (:func:`rsvg_zeroov.runner.run_info`). Returns the ``StageReport``.
     """
-    from ..runner import jsonable, write_config
-
-    if config.sam and refiner is None:
-        from .refine import SamRefiner
-
-        refiner = SamRefiner(config.sam_checkpoint, config.sam_type, device)
-    stage = EvolveStage(run, config, refiner, workers, rank)
-    settings = {**jsonable(config), "fingerprint": stage.fingerprint, "workers": stage.workers,
-                "batch_size": batch_size, **(extra or {})}
-    if stage.refiner is not None:
-        settings["sam_resolved"] = {"type": refiner.sam_type, "checkpoint": str(refiner.checkpoint),
-                                    "device": device}
-    write_config(run, STAGE, settings, rank)
+    stage = EvolveStage(run, config, refiner, workers, rank, device=device, batch_size=batch_size)
     try:
-        report = stage.run_samples(samples, batch_size)
+        report = stage.run_samples(samples, all_samples=all_samples,
+                                   run_info=run_info if run_info is not None else _default_run_info(run))
     finally:
         stage.close()
-    stage.finalize(all_samples)
     if report.done:
-        print(f"[{STAGE}] {report.done / max(report.seconds, 1e-9):.1f} samples/s; summed over threads: "
-              f"{stage.timer.summary()}", file=sys.stderr)
+        log.info("[%s] %.1f samples/s; summed over threads: %s", STAGE,
+                 report.done / max(report.seconds, 1e-9), stage.timer.summary())
     if stage.refiner is not None:
-        print(f"[{STAGE}] SAM embedded {stage.refiner.n_images} image(s)", file=sys.stderr)
+        log.info("[%s] the refiner (%s) embedded %d image(s)", STAGE, stage.refiner.key, stage.refiner.n_images)
     return report

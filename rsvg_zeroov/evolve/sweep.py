@@ -9,8 +9,8 @@ from __future__ import annotations
 import csv
 import io
 import itertools
+import logging
 import os
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Sequence
@@ -21,6 +21,7 @@ from .evolve import evolve_maps, interaction
 from .interaction import SReader, ThreadReaders, load_inputs, single_threaded_kernels
 from .resample import binarise, upsample_window
 
+log = logging.getLogger(__name__)
 SWEEP_CSV, SWEEP_MD = "sweep.csv", "sweep.md"
 SWEEP_STAGE = "evolve-sweep"
 PARAMS = {"k": int, "tau": float, "alpha": float}
@@ -88,7 +89,8 @@ def sweep(run: RunDir, samples: Sequence, config: EvolveConfig, settings: Sequen
     """Score every setting over ``samples``: (one row dict per setting in grid order, failed samples)."""
     from ..evaluation.protocols import get_protocol
     from ..evaluation.scoring import summarize
-    from ..runner import progress, prune_failures
+    from ..progress import bar as progress_bar
+    from ..runner import prune_failures
 
     proto = get_protocol(protocol)
     prune_failures(run, SWEEP_STAGE, lambda sid: True)  # records of an earlier sweep are stale
@@ -97,8 +99,8 @@ def sweep(run: RunDir, samples: Sequence, config: EvolveConfig, settings: Sequen
     workers = max(1, workers if workers is not None else min(4, os.cpu_count() or 1))
     readers = ThreadReaders(run, config)
 
-    bar = progress(range(len(samples)), len(samples), SWEEP_STAGE)
-    with single_threaded_kernels(), ThreadPoolExecutor(workers, thread_name_prefix="sweep") as pool:
+    with single_threaded_kernels(), ThreadPoolExecutor(workers, thread_name_prefix="sweep") as pool, \
+            progress_bar(len(samples), SWEEP_STAGE, leave=True) as bar:
         for i in range(0, len(samples), CHUNK):
             chunk = samples[i:i + CHUNK]
             for result, bad in pool.map(lambda smp: _score_sample(run, smp, config, settings, proto,
@@ -107,7 +109,6 @@ def sweep(run: RunDir, samples: Sequence, config: EvolveConfig, settings: Sequen
                 for st, sc in result.items():
                     scores[st].append(sc)
             bar.update(len(chunk))
-    bar.close()
     return [_row(st, summarize(scores[st], proto), len(samples)) for st in settings], failed
 
 
@@ -153,21 +154,20 @@ def _pct(v) -> str:
 
 
 def run_sweep(run: RunDir, samples: Sequence, config: EvolveConfig, spec: str, *, protocol: str = "zeroov",
-              workers: int | None = None, extra: dict | None = None) -> tuple[list[dict], int]:
-    """Parse ``spec``, score the grid, write the files and ``RUN/sweep_config.json``, print the
-    table; returns (rows, number of samples whose dumps failed)."""
+              workers: int | None = None, extra: dict | None = None) -> tuple[list[dict], int, str]:
+    """Parse ``spec``, score the grid, write the files and ``RUN/sweep_config.json`` (``extra``:
+    its "run" part); returns (rows, number of samples whose dumps failed, the markdown table)."""
     from ..runner import jsonable, write_config
 
     settings = parse_grid(spec, config)
-    write_config(run, "sweep", {**jsonable(config), "grid": spec, "protocol": protocol,
-                                "settings": len(settings), **(extra or {})})
+    write_config(run, "sweep", {"config": jsonable(config), "resolved": {"grid": spec, "protocol": protocol,
+                                                                       "settings": len(settings)},
+                                "run": jsonable(extra or {})})
     rows, failed = sweep(run, samples, config, settings, protocol, workers)
     title = (f"Evolve sweep: {len(samples)} samples, protocol {protocol}, fidelity {config.fidelity}, "
              f"resolutions {list(config.resolutions)}, no SAM"
              + (f"; {failed} without dumps, scored as missing" if failed else ""))
     _csv, md = write_sweep(run, rows, title)
-    print(md, end="")
     if failed:
-        print(f"[{SWEEP_STAGE}] {failed} sample(s) without dumps scored as missing; see {run.failures}",
-              file=sys.stderr)
-    return rows, failed
+        log.warning("[%s] %d sample(s) without dumps scored as missing; see %s", SWEEP_STAGE, failed, run.failures)
+    return rows, failed, md

@@ -1,7 +1,8 @@
-"""SAM architecture numbers, one place: the three official sizes and the tiny offline stand-in.
+"""SAM architectures: the official sizes from ``segment_anything.sam_model_registry``, and the
+tiny offline stand-in, whose numbers live here and nowhere else.
 
-Built from segment-anything's own modeling classes (no vendored fork). Weights are loaded
-separately by :func:`rsvg_zeroov.models.registry.load_sam`.
+Built from segment-anything's own classes (no vendored fork). Weights are loaded separately, with
+``torch.load(weights_only=True)`` (:mod:`rsvg_zeroov.models.sam`).
 """
 from __future__ import annotations
 
@@ -25,27 +26,26 @@ class SamArch:
     window_size: int = 14
 
 
-SAM_ARCHS = {
-    "vit_h": SamArch(1280, 32, 16, (7, 15, 23, 31)),
-    "vit_l": SamArch(1024, 24, 16, (5, 11, 17, 23)),
-    "vit_b": SamArch(768, 12, 12, (2, 5, 8, 11)),
-    # Random-weight offline stand-in: same code path, a few hundred kB.
-    "tiny": SamArch(32, 2, 2, (1,), prompt_embed_dim=32, decoder_mlp_dim=64, decoder_heads=2,
-                    iou_head_hidden_dim=32, mlp_ratio=2.0, window_size=8),
-}
+OFFICIAL = ("vit_h", "vit_l", "vit_b")  # built by segment_anything.sam_model_registry
+TINY_ARCH = SamArch(32, 2, 2, (1,), prompt_embed_dim=32, decoder_mlp_dim=64, decoder_heads=2,
+                    iou_head_hidden_dim=32, mlp_ratio=2.0, window_size=8)  # random-weight stand-in, ~100 kB
+SAM_TYPES = (*OFFICIAL, "tiny")
 
 
 def build_sam_arch(sam_type: str):
-    """An uninitialised-weights ``segment_anything.modeling.Sam`` of ``sam_type``."""
+    """A ``segment_anything.modeling.Sam`` of ``sam_type`` with freshly initialised weights."""
     from functools import partial
 
     import torch
+    from segment_anything import sam_model_registry
     from segment_anything.modeling import (ImageEncoderViT, MaskDecoder, PromptEncoder, Sam,
                                            TwoWayTransformer)
 
-    if sam_type not in SAM_ARCHS:
-        raise ValueError(f"unknown SAM type {sam_type!r}; choose from {', '.join(SAM_ARCHS)}")
-    a = SAM_ARCHS[sam_type]
+    if sam_type in OFFICIAL:
+        return sam_model_registry[sam_type](checkpoint=None)
+    if sam_type != "tiny":
+        raise ValueError(f"unknown SAM type {sam_type!r}; choose from {', '.join(SAM_TYPES)}")
+    a = TINY_ARCH
     grid = a.image_size // a.patch_size
     return Sam(
         image_encoder=ImageEncoderViT(

@@ -1,4 +1,9 @@
-"""Stage 3's per-sample records: what ``predictions.jsonl`` is assembled from, and what resume trusts.
+"""Stage 3's files in the run directory (docs/run-directory.md): the mask PNGs, the optional maps
+npz, and the per-sample records that ``predictions.jsonl`` is assembled from and resume trusts.
+
+    RUN/masks/<sample_id>.png           uint8 0/255 at the original image size
+    RUN/maps/<sample_id>.npz            c, a_cs, seeds, region, a_e on the 32 grid (--save-maps)
+    RUN/evolve/records-<rank>.jsonl     one JSON line per sample (RECORD_KEYS)
 
 One append-only JSON-lines file per rank, ``RUN/evolve/records-<rank>.jsonl``. The masks of a batch
 are written without a per-file fsync; appending the batch's records first flushes the file system
@@ -14,13 +19,16 @@ the last one read is used.
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import zlib
 from collections import defaultdict
 
+import numpy as np
+
 from ..maskpng import png_size
-from ..rundir import RunDir, sync_filesystem
+from . import RunDir, atomic_write_bytes, save_mask_png, sync_filesystem
 
 PREDICTION_KEYS = ("sample_id", "box", "mask", "sam_score")
 RECORD_KEYS = (*PREDICTION_KEYS, "config", "png_bytes", "png_crc32")
@@ -30,6 +38,33 @@ def make_record(sid: str, box, mask_rel: str, sam_score, fingerprint: str, png: 
     """The record of one sample whose mask file holds exactly ``png``."""
     return {"sample_id": sid, "box": box, "mask": mask_rel, "sam_score": sam_score, "config": fingerprint,
             "png_bytes": len(png), "png_crc32": zlib.crc32(png)}
+
+
+def missing_upstream(run: RunDir, needs_focus: bool = True) -> str | None:
+    """Why stage 3 cannot start in ``run`` at all (its stage-1/2 dump folders are absent), or None."""
+    folders = {"stage 1 (llmattn.py)": run.source / "overview"}
+    if needs_focus:
+        folders["stage 2 (generate_diffusion.py)"] = run.source / "focus"
+    absent = [f"{what}: {path}/" for what, path in folders.items() if not path.is_dir()]
+    if not absent:
+        return None
+    hint = ("check the --from run directory" if run.reads_elsewhere else
+            "run those stages into this folder first, or read their dumps from another run "
+            "directory with --from RUN (an ablation into a new run folder)")
+    return f"{run.source} has no dumps of {'; '.join(absent)}; {hint}"
+
+
+def write_mask(run: RunDir, sid: str, mask: np.ndarray) -> bytes:
+    """``RUN/masks/<sid>.png`` (atomic, not yet durable: :meth:`Records.append` flushes the batch);
+    returns the file's bytes for the record."""
+    return save_mask_png(run.mask_png(sid), mask, durable=False)
+
+
+def write_maps(run: RunDir, sid: str, maps: dict[str, np.ndarray]) -> None:
+    """``RUN/maps/<sid>.npz`` with the 32-grid maps by name (atomic, flushed with the batch)."""
+    buf = io.BytesIO()
+    np.savez(buf, **maps)
+    atomic_write_bytes(run.maps_npz(sid), buf.getvalue(), durable=False)
 
 
 class Records:
