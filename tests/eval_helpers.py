@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-# name -> (hit >=, box convention, union eps, mask size, empty box) as DATASETS.md states them.
+# name -> (hit >=, box convention, union eps, mask size, empty box) as docs/datasets.md states them.
 REF_RULES = {
     "zeroov": (False, "plus1", 1e-6, None, (0, 0, 0, 0)),
     "rmsin": (True, "plus1", 0.0, (480, 480), None),

@@ -192,3 +192,20 @@ def test_fast_ground_truth_decoder_equals_load_mask(tmp_path):
     wrong = Sample("w", variants["gray.png"], "x", 20, 21, mask=MaskSource("image", variants["gray.png"]))
     with pytest.raises(ValueError, match="20x21"):
         load_gt_mask(wrong)
+
+
+def test_evaluate_from_another_run_writes_metrics_into_out(data, tmp_path):
+    run = write_run(tmp_path / "base", {c["id"]: c["pred"] for c in data["cases"]})
+    assert cli("evaluate.py", "--dataset", "jsonl", "--root", data["jsonl"], "--out", run).returncode == 0
+    new = tmp_path / "base_rmsin"
+    r = cli("evaluate.py", "--dataset", "jsonl", "--root", data["jsonl"], "--from", run, "--out", new,
+            "--protocol", "rmsin")
+    assert r.returncode == 0, r.stderr
+    m = json.loads((new / "metrics.json").read_text())
+    assert m["protocol"] == "rmsin" and m["source_run"] == str(run) and not (new / "predictions.jsonl").exists()
+    assert json.loads((run / "metrics.json").read_text())["protocol"] == "zeroov"  # the source is untouched
+    r = cli("compare.py", "--from", run)  # the base run, then every run made from it
+    assert r.returncode == 0, r.stderr
+    rows = [line.split(" | ")[0] for line in r.stdout.splitlines() if line.startswith("| base")]
+    assert rows == ["| base", "| base_rmsin"]
+    assert cli("compare.py", "--from", tmp_path / "nowhere").returncode == 2

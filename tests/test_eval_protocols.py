@@ -1,4 +1,4 @@
-"""Evaluation protocols: the pinned cases of DATASETS.md, random cases against a direct reference,
+"""Evaluation protocols: the pinned cases of docs/datasets.md, random cases against a direct reference,
 the rmsin 480x480 nearest resize, missing and empty predictions, and the aggregates."""
 import subprocess
 import sys

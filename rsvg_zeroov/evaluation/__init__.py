@@ -4,7 +4,7 @@ Importing this package is light (numpy only; OpenCV and PIL load when a mask is 
 
     from rsvg_zeroov.evaluation import evaluate, get_protocol
     result = evaluate(samples, "outputs/rrsisd_test", "zeroov")
-    metrics = result.metrics("rrsisd", "test")      # the metrics.json object (CONTRACTS.md)
+    metrics = result.metrics("rrsisd", "test")      # the metrics.json object (docs/run-directory.md)
 """
 from .evaluator import EvalResult, default_workers, evaluate, load_gt_mask, score_all, write_metrics
 from .iou import box_inter_union, box_iou, mask_inter_union, resize_nearest, tight_box, to_grid

@@ -6,8 +6,8 @@ picklable); only the per-sample counts (:class:`SampleScore`) come back to the p
 """
 from __future__ import annotations
 
+import logging
 import multiprocessing as mp
-import sys
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -22,6 +22,8 @@ from ..runner import default_workers
 from .predictions import EvalInputError, Prediction, decode_gray8_png, load_pred_mask, read_predictions
 from .protocols import Protocol, get_protocol
 from .scoring import SampleScore, missing_score, per_category, score_sample, summarize
+
+log = logging.getLogger(__name__)
 
 
 
@@ -92,7 +94,7 @@ class EvalResult:
     ignored: int
 
     def metrics(self, dataset: str, split: str) -> dict:
-        """The metrics.json object (CONTRACTS.md) plus extra keys."""
+        """The metrics.json object (docs/run-directory.md) plus extra keys."""
         out = {"protocol": self.protocol.name, "dataset": dataset, "split": split,
                "n": len(self.scores), "missing": len(self.missing_ids),
                **summarize(self.scores, self.protocol)}
@@ -139,5 +141,5 @@ def warn_missing(result: EvalResult, limit: int = 5) -> None:
     """One stderr line when some samples had no prediction (they count as IoU 0)."""
     if result.missing_ids:
         head = ", ".join(result.missing_ids[:limit]) + (" ..." if len(result.missing_ids) > limit else "")
-        print(f"warning: {len(result.missing_ids)} of {len(result.scores)} samples have no prediction and "
-              f"count as IoU 0: {head}", file=sys.stderr)
+        log.warning("warning: %d of %d samples have no prediction and count as IoU 0: %s",
+                    len(result.missing_ids), len(result.scores), head)

@@ -1,6 +1,6 @@
 """Reading and validating a run's predictions: ``RUN/predictions.jsonl`` and ``RUN/masks/<id>.png``.
 
-Each line of predictions.jsonl (CONTRACTS.md)::
+Each line of predictions.jsonl (docs/run-directory.md)::
 
     {"sample_id": str, "box": [x1, y1, x2, y2] | null, "mask": "masks/<id>.png" | null, "sam_score": float | null}
 

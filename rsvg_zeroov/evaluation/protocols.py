@@ -1,4 +1,4 @@
-"""Evaluation protocols: how each benchmark turns intersections and unions into hits (DATASETS.md).
+"""Evaluation protocols: how each benchmark turns intersections and unions into hits (docs/datasets.md).
 
 A :class:`Protocol` is data, not code: the hit operator, the box-area convention, the empty-union
 rule, the mask resolution and the empty-prediction rule of one benchmark's official evaluation.
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# The threshold sweep every metrics.json carries (CONTRACTS.md), as fractions of 1.
+# The threshold sweep every metrics.json carries (docs/run-directory.md), as fractions of 1.
 SWEEP = (0.3, 0.5, 0.6, 0.7, 0.8, 0.9)
 BOX_CONVENTIONS = ("inclusive", "continuous", "grid")
 

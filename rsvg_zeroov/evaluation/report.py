@@ -5,7 +5,7 @@ from typing import Sequence
 
 from .protocols import SWEEP, get_protocol, pr_key
 
-# METHOD.md section 5: test splits, with SAM refinement, released (zeroov) protocol. Percentages.
+# docs/method.md, "Published numbers to reproduce": test splits, with SAM refinement, released (zeroov) protocol. Percentages.
 PAPER_RESULTS: dict[str, dict[str, dict[str, float]]] = {
     "rrsisd": {"rsrec": {"Pr@0.5": 31.39, "mIoU": 34.49}, "rsres": {"Pr@0.5": 27.39, "mIoU": 28.35}},
     "risbench": {"rsrec": {"Pr@0.5": 38.90, "mIoU": 38.87}, "rsres": {"Pr@0.5": 31.03, "mIoU": 31.84}},
@@ -71,7 +71,7 @@ def paper_table(metrics: dict) -> str:
     if metrics.get("missing"):
         notes.append(f"{metrics['missing']} samples had no prediction")
     note = f"\n\nNote: {'; '.join(notes)}." if notes else ""
-    return _table(["metric", "ours", "paper (METHOD.md §5)", "ours − paper"], rows) + note
+    return _table(["metric", "ours", "paper (docs/method.md)", "ours − paper"], rows) + note
 
 
 def render(metrics: dict) -> str:
