@@ -35,9 +35,10 @@ def eager_oracle(model_dir, item, layers, weights, max_new_tokens, min_new_token
     from PIL import Image
     from qwen_vl_utils import process_vision_info
 
-    from rsvg_zeroov.models.registry import load_qwen
+    from rsvg_zeroov.models.vlm import load_vlm
 
-    model, processor, _ = load_qwen(str(model_dir), dtype=getattr(torch, dtype), device="cpu")
+    vlm = load_vlm(str(model_dir), dtype=getattr(torch, dtype), device="cpu")
+    model, processor = vlm.model, vlm.processor
     model.set_attn_implementation("eager")
     image, expression = item
     image = str(image) if not isinstance(image, np.ndarray) else Image.fromarray(image)  # a path: as released

@@ -170,7 +170,7 @@ def test_minmax_and_fuse_by_hand():
 
 
 def test_prompt_is_the_released_text_and_max_pixels_controls_the_grid(overview):
-    from rsvg_zeroov.overview.prompt import prepare_batch
+    from rsvg_zeroov.models.qwen2_5_vl import prepare_batch
 
     assert OverviewConfig().prompt("the red car") == (
         "Locate it according to the following description.  the red car The output format should be like "

@@ -1,7 +1,7 @@
-"""Stage 1, Overview: Qwen2.5-VL text-to-image attention -> A_C (METHOD.md section 1).
+"""Stage 1, Overview: VLM (Qwen2.5-VL) text-to-image attention -> A_C (docs/method.md, stage 1).
 
 - :mod:`.config`  ``OverviewConfig`` (paper/released defaults) and the prompt template.
-- :mod:`.prompt`  chat messages, qwen_vl_utils preprocessing, image-token span.
+- :mod:`.generate` the generation config, the optional stop at the answer's "]", token progress.
 - :mod:`.capture` last-row attention capture at the chosen decoder layers (AttentionInterface).
 - :mod:`.fuse`    min-max layer fusion.
 - :mod:`.model`   ``Overview`` (load once, then call on (image, expression) pairs) -> ``OverviewResult``.

@@ -1,8 +1,9 @@
-"""Capture the last query row's attention at a few Qwen2.5-VL decoder layers, cheaply.
+"""Capture the last query row's attention at a few decoder layers of a transformers VLM, cheaply.
 
 Three parts (locator / hook / storage):
 
-- :func:`decoder_attention_modules` finds the language model's self-attention modules.
+- :func:`decoder_attention_modules` finds the language model's self-attention modules (the path
+  belongs to the model family's adapter, e.g. :mod:`rsvg_zeroov.models.qwen2_5_vl`).
 - :func:`capture_last_row` is the hook: a context manager that switches ONLY the chosen layers'
   attention modules to the attention function :data:`CAPTURE_IMPL`, registered with transformers'
   ``AttentionInterface`` (and ``AttentionMaskInterface``, so masks are built as for sdpa). It gives
@@ -178,25 +179,27 @@ def _register() -> None:
 
 
 def decoder_attention_modules(model) -> list:
-    """The self-attention module of every decoder layer of the language model, in layer order."""
-    language_model = getattr(getattr(model, "model", model), "language_model", None)
-    layers = getattr(language_model, "layers", None)
-    if layers is None:
-        raise TypeError(f"{type(model).__name__} has no .model.language_model.layers; expected a "
-                        f"Qwen2.5-VL (Qwen2_5_VLForConditionalGeneration) model")
-    return [layer.self_attn for layer in layers]
+    """The self-attention module of every decoder layer, in layer order: the path is the model
+    family's adapter's (``decoder_attention_modules``, chosen by ``model.config.model_type``)."""
+    from ..models.vlm import adapter_for_model_type
+
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    if model_type is None:
+        raise TypeError(f"{type(model).__name__} has no config.model_type; expected a transformers VLM")
+    return adapter_for_model_type(model_type).decoder_attention_modules(model)
 
 
 @contextmanager
 def capture_last_row(model, layers: Sequence[int], eos_token_ids: Sequence[int] = (),
-                     model_dtype: bool = False) -> Iterator[LastRowAttention]:
+                     model_dtype: bool = False, modules: Sequence | None = None) -> Iterator[LastRowAttention]:
     """Within the block, decoder ``layers`` (0-based) record last-row attention into the yielded storage.
 
     ``eos_token_ids``: a sample stops being counted once one of these is fed back (batched generate).
     ``model_dtype``: average in the model dtype as the released script does (see :class:`LastRowAttention`).
+    ``modules``: the decoder layers' attention modules (default :func:`decoder_attention_modules`).
     One ``generate`` (or one forward) per context. The model is restored on exit, even on error.
     """
-    modules = decoder_attention_modules(model)
+    modules = list(decoder_attention_modules(model) if modules is None else modules)
     bad = [layer for layer in layers if not 0 <= layer < len(modules)]
     if bad:
         raise LayerError(f"overview layers {bad} do not exist: the model has {len(modules)} decoder layers "

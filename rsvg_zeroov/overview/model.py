@@ -1,4 +1,6 @@
-"""The Overview model: load Qwen2.5-VL once, then map many (image, expression) pairs to A_C.
+"""The Overview model: load a VLM (Qwen2.5-VL by default) once, then map many (image, expression)
+pairs to A_C. The model family's specifics (classes, chat turn, image preprocessing, image-token
+span, decoder-layer path, capture hook) are its adapter's (:mod:`rsvg_zeroov.models.vlm`).
 
 Two tiers (as SAM's predictor): ``Overview(config, device).load()`` once, then
 ``overview([(image, expression), ...])`` -> list of :class:`OverviewResult`, batched by
@@ -11,11 +13,9 @@ from typing import Sequence
 
 import numpy as np
 
-from .capture import capture_last_row
 from .config import OverviewConfig
 from .fuse import fuse, fuse64, stack_dump
 from .generate import StopAtBracket, TokenClosesAnswer, TokenProgress, cut_answer, eos_ids, generation_config
-from .prompt import PreparedBatch, prepare_batch
 
 
 @dataclass(frozen=True)
@@ -57,21 +57,25 @@ def resolve_dtype(name: str | None, device: str):
 
 
 class Overview:
-    """Qwen2.5-VL with last-row attention capture at ``config.layers``. Call :meth:`load` first."""
+    """A VLM with last-row attention capture at ``config.layers``. Call :meth:`load` first.
+
+    After loading: ``adapter`` (the model family's :class:`~rsvg_zeroov.models.vlm.VLMAdapter`),
+    and its ``model``, ``processor`` and ``ref`` (the resolved model name)."""
 
     def __init__(self, config: OverviewConfig | None = None, device: str = "cpu"):
         self.config = config or OverviewConfig()
         self.device = str(device)
-        self.model = self.processor = self.ref = None
+        self.adapter = self.model = self.processor = self.ref = None
         self._closes_answer = None
 
     def load(self) -> "Overview":
-        """Load model + processor through the registry (sdpa everywhere); check the layers exist."""
-        from ..models.registry import load_qwen
+        """Load the adapter's model + processor (sdpa everywhere); check the layers exist."""
+        from ..models.vlm import load_vlm
 
         dtype = resolve_dtype(self.config.dtype, self.device)
-        self.model, self.processor, self.ref = load_qwen(self.config.model, dtype=dtype, device=self.device)
-        self.config.check_layers(self.model.config.text_config.num_hidden_layers)
+        self.adapter = load_vlm(self.config.model, dtype=dtype, device=self.device)
+        self.model, self.processor, self.ref = self.adapter.model, self.adapter.processor, self.adapter.ref
+        self.config.check_layers(self.adapter.num_layers)
         return self
 
     @property
@@ -97,11 +101,12 @@ class Overview:
     def eos_ids(self, gc=None) -> list[int]:
         return eos_ids(gc or self.generation_config())
 
-    def prepare(self, items: Sequence[tuple[object, str]]) -> PreparedBatch:
+    def prepare(self, items: Sequence[tuple[object, str]]):
+        """The adapter's :class:`~rsvg_zeroov.models.vlm.PreparedBatch` of ``items``."""
         self._require()
-        return prepare_batch(self.processor, items, self.config)
+        return self.adapter.prepare(items, self.config)
 
-    def generate_ids(self, batch: PreparedBatch, capture: bool = True):
+    def generate_ids(self, batch, capture: bool = True):
         """Run ``generate`` on a prepared batch -> (sequences (B, L + T) on CPU, recorder or None)."""
         import torch
         from transformers import StoppingCriteriaList
@@ -117,7 +122,7 @@ class Overview:
                 if self.config.stop_at_bracket:
                     criteria.append(StopAtBracket(self._closes()))
                 return model.generate(**inputs, generation_config=gc, stopping_criteria=criteria).cpu(), None
-            with capture_last_row(model, self.config.layers, self.eos_ids(gc), self.released_arithmetic) as recorder:
+            with self.adapter.capture(self.config.layers, self.eos_ids(gc), self.released_arithmetic) as recorder:
                 if self.config.stop_at_bracket:
                     criteria.append(StopAtBracket(self._closes(), recorder.stop_rows))
                 sequences = model.generate(**inputs, generation_config=gc, stopping_criteria=criteria)
@@ -132,7 +137,7 @@ class Overview:
         """[(image, expression), ...] -> one :class:`OverviewResult` per item, in order.
 
         ``image``: a path (read by ``qwen_vl_utils`` as the released script does), a PIL image or
-        uint8 RGB (H, W, 3); see :func:`rsvg_zeroov.overview.prompt.vlm_image`."""
+        uint8 RGB (H, W, 3); see :func:`rsvg_zeroov.models.qwen2_5_vl.vlm_image`."""
         out: list[OverviewResult] = []
         size = self.config.batch_size
         for i in range(0, len(items), size):
@@ -142,7 +147,7 @@ class Overview:
     def _run_batch(self, items) -> list[OverviewResult]:
         return self.run(self.prepare(items))
 
-    def run(self, batch: PreparedBatch) -> list[OverviewResult]:
+    def run(self, batch) -> list[OverviewResult]:
         """Generate with capture on a prepared batch and read each row's maps back."""
         sequences, recorder = self.generate_ids(batch, capture=True)
         maps = {layer: m.float().cpu().numpy() for layer, m in recorder.mean_maps().items()}
@@ -159,7 +164,7 @@ class Overview:
             per_layer = per_layer.astype(np.float32, copy=False)
             results.append(OverviewResult(
                 fused=fuse_maps(per_layer, self.config.weights).astype(np.float32), per_layer=per_layer,
-                answer=self.processor.decode(tokens, skip_special_tokens=True).strip(),  # as released
+                answer=self.adapter.decode(tokens).strip(),  # as released
                 prompt=batch.prompts[b], chat_prompt=batch.chat_texts[b], grid=(gh, gw),
                 image_size=batch.image_sizes[b], resized_size=batch.resized[b], token_ids=tuple(tokens)))
         return results

@@ -1,11 +1,11 @@
 """A tiny random-weight Qwen2.5-VL with an offline tokenizer, chat template and image processor.
 
 ``build_tiny_qwen(out_dir, seed)`` writes a folder that loads through
-:func:`rsvg_zeroov.models.registry.load_qwen` exactly like a real checkpoint: ``config.json`` +
+:func:`rsvg_zeroov.models.vlm.load_vlm` exactly like a real checkpoint: ``config.json`` +
 weights, ``generation_config.json`` (greedy), a byte-level BPE tokenizer with the Qwen special
 tokens, the Qwen2.5-VL chat template (default system prompt) and the Qwen2-VL image/video
 processors with the Qwen2.5-VL checkpoint's pixel bounds. Architecture numbers live in
-:data:`TEXT`/:data:`VISION`: 20 decoder layers so the METHOD layers 16-19 exist, hidden 64,
+:data:`TEXT`/:data:`VISION`: 20 decoder layers so the paper's layers 16-19 exist, hidden 64,
 4 heads / 2 KV heads (head_dim 16, mrope_section 2+3+3 = 8); the text q/k projections are scaled
 by :data:`QK_GAIN` so the random attention is peaked and greedy answers vary with the input.
 Seeded: the same bytes every build; a few MB; seconds. The weights are random: answers and maps mean nothing.
@@ -98,7 +98,7 @@ def _processor(tokenizer):
     from transformers.models.qwen2_vl.image_processing_qwen2_vl import Qwen2VLImageProcessor
     from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
 
-    from ..overview.prompt import QWEN_VL_MAX_PIXELS, QWEN_VL_MIN_PIXELS  # the Instruct checkpoints' bounds too
+    from ..models.qwen2_5_vl import QWEN_VL_MAX_PIXELS, QWEN_VL_MIN_PIXELS  # the Instruct checkpoints' bounds too
 
     bounds = dict(min_pixels=QWEN_VL_MIN_PIXELS, max_pixels=QWEN_VL_MAX_PIXELS, patch_size=14, merge_size=2, temporal_patch_size=2)
     return Qwen2_5_VLProcessor(image_processor=Qwen2VLImageProcessor(**bounds),

@@ -1,0 +1,175 @@
+"""The Qwen2.5-VL adapter of stage 1 (any size: 3B, 7B, 32B, 72B, and the tiny stand-in).
+
+What a VLM adapter defines (the :class:`rsvg_zeroov.models.vlm.VLMAdapter` protocol; a Qwen3-VL
+adapter would be a module like this one plus one ``VLMS.add(...)`` line in ``models/vlm.py``):
+
+- ``model_types``: the ``config.json`` model types it serves (folders and hub ids not in the table);
+- ``cell``: image pixels per merged token side (28 here: 14-px patches merged 2 x 2);
+- ``load(dtype, device)``: the model and processor classes, sdpa attention, no remote code;
+- ``prepare(items, config)``: the chat turn (one user turn: the image, then the grounding text; the
+  template's default system prompt; ``add_generation_prompt=True``), the image preprocessing
+  (``qwen_vl_utils`` smart resize to multiples of ``cell`` within the pixel budget), and where the
+  image tokens are and their grid -> :class:`~rsvg_zeroov.models.vlm.PreparedBatch`;
+- ``decoder_attention_modules(model)``: the decoder-layer path (the self-attention module of every
+  language-model layer, in order), and ``capture(...)``: the capture hook over them
+  (:func:`rsvg_zeroov.overview.capture.capture_last_row`, transformers' AttentionInterface).
+
+The image key positions of row ``b`` are the tokens strictly between ``<|vision_start|>`` and
+``<|vision_end|>``: ``gh * gw`` tokens in row-major order of the merged grid
+(``(gh, gw) = image_grid_thw[b, 1:] // merge_size``); docs/method.md, stage 1.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Sequence
+
+import numpy as np
+
+from .base import ModelNotFound, ModelRef
+from .vlm import PreparedBatch
+
+CELL = 28
+# qwen_vl_utils' image defaults (IMAGE_MIN_TOKEN_NUM / IMAGE_MAX_TOKEN_NUM merged tokens of 28x28 px).
+QWEN_VL_MIN_PIXELS, QWEN_VL_MAX_PIXELS = 4 * CELL * CELL, 16384 * CELL * CELL
+
+
+class Qwen25VL:
+    """Qwen2.5-VL behind the VLM adapter interface. ``Qwen25VL(ref).load(dtype, device)``."""
+
+    model_types = ("qwen2_5_vl",)
+    cell = CELL
+
+    def __init__(self, ref: ModelRef):
+        self.ref = ref
+        self.model = self.processor = None
+
+    def load(self, dtype=None, device=None) -> "Qwen25VL":
+        import torch
+        from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+
+        dtype = dtype or (torch.bfloat16 if torch.cuda.is_available() else torch.float32)
+        try:
+            model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
+                self.ref.source, dtype=dtype, attn_implementation="sdpa", trust_remote_code=False)
+            processor = AutoProcessor.from_pretrained(self.ref.source, trust_remote_code=False)
+        except OSError as exc:
+            from .vlm import VLMS
+
+            raise ModelNotFound(f"Qwen2.5-VL model {self.ref.source!r} could not be loaded "
+                                f"({str(exc).splitlines()[0][:200]}); "
+                                f"{VLMS.missing_message(self.ref, '--model')}") from None
+        model.eval().requires_grad_(False)
+        if device is not None:
+            model.to(device)
+        self.model, self.processor = model, processor
+        return self
+
+    @property
+    def num_layers(self) -> int:
+        return int(self.model.config.text_config.num_hidden_layers)
+
+    @staticmethod
+    def decoder_attention_modules(model) -> list:
+        """The self-attention module of every decoder layer of the language model, in layer order."""
+        layers = getattr(getattr(getattr(model, "model", model), "language_model", None), "layers", None)
+        if layers is None:
+            raise TypeError(f"{type(model).__name__} has no .model.language_model.layers; expected a "
+                            f"Qwen2.5-VL (Qwen2_5_VLForConditionalGeneration) model")
+        return [layer.self_attn for layer in layers]
+
+    def capture(self, layers: Sequence[int], eos_token_ids: Sequence[int] = (), model_dtype: bool = False):
+        """Context manager: the chosen decoder layers record last-row attention (see capture_last_row)."""
+        from ..overview.capture import capture_last_row
+
+        return capture_last_row(self.model, layers, eos_token_ids, model_dtype,
+                                modules=self.decoder_attention_modules(self.model))
+
+    def decode(self, token_ids: Sequence[int]) -> str:
+        return self.processor.decode(list(token_ids), skip_special_tokens=True)
+
+    def prepare(self, items: Sequence[tuple[Any, str]], config) -> PreparedBatch:
+        """Turn ``items`` = [(image, expression), ...] into left-padded model inputs; ``image`` as
+        :func:`vlm_image` takes it (a path as the released script, a PIL image, or uint8 RGB (H, W, 3)).
+        ``config``: an OverviewConfig (prompt text and pixel budget)."""
+        return prepare_batch(self.processor, items, config)
+
+
+def build_messages(image, text: str, config) -> list[dict]:
+    """The released conversation: one user turn with the image (a path or a PIL image) then ``text``."""
+    element: dict = {"type": "image", "image": image}
+    if config.max_pixels is not None:
+        element["max_pixels"] = int(config.max_pixels)
+    if config.min_pixels is not None:
+        element["min_pixels"] = int(config.min_pixels)
+    return [{"role": "user", "content": [element, {"type": "text", "text": text}]}]
+
+
+def _processor_size(config) -> dict:
+    """With pixel bounds overridden, the processor gets the same bounds so it does not resize again."""
+    if config.max_pixels is None and config.min_pixels is None:
+        return {}  # released: qwen_vl_utils output is already a fixed point of the processor's resize
+    return {"size": {"shortest_edge": int(config.min_pixels or QWEN_VL_MIN_PIXELS),
+                     "longest_edge": int(config.max_pixels or QWEN_VL_MAX_PIXELS)}}
+
+
+def vlm_image(image) -> tuple[Any, tuple[int, int]]:
+    """What ``qwen_vl_utils`` gets for one image, and the original (W, H).
+
+    A path (str / PathLike) is passed on as the path, as the released script does: ``fetch_image``
+    opens it with PIL, composites RGBA onto white and converts every other mode with
+    ``convert("RGB")`` (docs/method.md, "How each stage reads the image"). A PIL image goes through
+    the same conversion; a uint8 RGB (H, W, 3) array is wrapped as a PIL image.
+    """
+    from PIL import Image
+
+    if isinstance(image, (str, os.PathLike)):
+        from ..images import image_size
+
+        h, w = image_size(image)  # ImageError for a missing / unreadable file, before the model runs
+        return str(image), (w, h)
+    if isinstance(image, Image.Image):
+        return image, image.size
+    if not (isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8):
+        raise ValueError(f"overview input image must be a path, a PIL image or uint8 RGB (H, W, 3), got "
+                         f"{getattr(image, 'dtype', type(image))} {getattr(image, 'shape', '')}")
+    return Image.fromarray(image), (int(image.shape[1]), int(image.shape[0]))
+
+
+def prepare_batch(processor, items: Sequence[tuple[Any, str]], config) -> PreparedBatch:
+    """:meth:`Qwen25VL.prepare` for a processor (the model is not needed)."""
+    from qwen_vl_utils import process_vision_info
+
+    prompts, chat_texts, images, sizes = [], [], [], []
+    for image, expression in items:
+        element, size = vlm_image(image)
+        text = config.prompt(expression)
+        messages = build_messages(element, text, config)
+        chat_texts.append(processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
+        image_inputs, _ = process_vision_info(messages)
+        images.extend(image_inputs)
+        prompts.append(text)
+        sizes.append(size)
+    inputs = processor(text=chat_texts, images=images, padding=True, padding_side="left",
+                       return_tensors="pt", **_processor_size(config))
+    merge = int(processor.image_processor.merge_size)
+    grids = tuple((int(h) // merge, int(w) // merge) for _, h, w in inputs["image_grid_thw"].tolist())
+    spans = tuple(image_span(row, processor, grid) for row, grid in zip(inputs["input_ids"], grids))
+    return PreparedBatch(inputs=inputs, prompts=tuple(prompts), chat_texts=tuple(chat_texts), spans=spans,
+                         grids=grids, image_sizes=tuple(sizes), resized=tuple(tuple(im.size) for im in images))
+
+
+def image_span(input_ids, processor, grid: tuple[int, int]) -> tuple[int, int]:
+    """[start, end) of the tokens strictly between <|vision_start|> and <|vision_end|> in one row."""
+    tok = processor.tokenizer
+    ids = input_ids.tolist()
+    start_id, end_id = (tok.convert_tokens_to_ids(t) for t in ("<|vision_start|>", "<|vision_end|>"))
+    starts = [i for i, t in enumerate(ids) if t == start_id]
+    ends = [i for i, t in enumerate(ids) if t == end_id]
+    if len(starts) != 1 or len(ends) != 1 or ends[0] <= starts[0]:
+        raise ValueError(f"expected exactly one <|vision_start|> ... <|vision_end|> pair in the prompt, found "
+                         f"{len(starts)} starts / {len(ends)} ends; the chat template must put one image in the turn")
+    start, end = starts[0] + 1, ends[0]
+    gh, gw = grid
+    if end - start != gh * gw or any(t != processor.image_token_id for t in ids[start:end]):
+        raise ValueError(f"image token span has {end - start} tokens, expected gh*gw = {gh}*{gw} image tokens")
+    return start, end
