@@ -1,6 +1,6 @@
 """Stage 1 reads each image file as the released script does: the path goes to qwen_vl_utils
-(RGBA composited onto white, every other mode convert("RGB")). RGBA, LA, palette and grey PNGs
-equal the eager oracle fed by path (fp32, <= 1e-5)."""
+(RGBA composited onto white, every other mode convert("RGB"): LA loses its alpha, 16-bit values
+clip at 255). RGBA, LA, palette, grey and 16-bit PNGs equal the eager oracle fed by path (fp32, <= 1e-5)."""
 import numpy as np
 import pytest
 import torch
@@ -23,7 +23,8 @@ def png(tmp_path, mode: str):
     image = {"RGBA": lambda: Image.fromarray(np.dstack([rgb, alpha]), "RGBA"),
              "LA": lambda: Image.fromarray(np.dstack([rgb[..., 0], alpha]), "LA"),
              "P": lambda: Image.fromarray(rgb).quantize(16),
-             "L": lambda: Image.fromarray(rgb[..., 1])}[mode]()
+             "L": lambda: Image.fromarray(rgb[..., 1]),
+             "I;16": lambda: Image.fromarray(rgb[..., 2].astype(np.uint16) * 3)}[mode]()
     path = tmp_path / f"{mode}.png"
     image.save(path)
     assert Image.open(path).mode == mode
@@ -36,8 +37,9 @@ def overview(tiny_qwen):
                                    dtype="float32"), "cpu").load()
 
 
-@pytest.mark.parametrize("mode", ["RGBA", "LA", "P", "L"])
+@pytest.mark.parametrize("mode", ["RGBA", "LA", "P", "L", "I;16"])
 def test_image_modes_equal_the_oracle_fed_by_path(overview, tiny_qwen, tmp_path, mode):
+    """I;16: as released, PIL's convert("RGB") clips values above 255 (no rescaling)."""
     path = png(tmp_path, mode)
     res = overview([(path, EXPRESSION)])[0]
     ref = eager_oracle(tiny_qwen, (path, EXPRESSION), LAYERS, WEIGHTS, STEPS, min_new_tokens=STEPS)
@@ -70,3 +72,13 @@ def test_missing_image_is_an_image_error(overview, tmp_path):
         overview.prepare([(tmp_path / "nope.png", EXPRESSION)])
     with pytest.raises(ValueError, match="a path, a PIL image or uint8 RGB"):
         overview.prepare([(np.zeros((4, 4), np.float32), EXPRESSION)])
+
+
+def test_la_and_16_bit_are_converted_as_qwen_vl_utils_does(overview, tmp_path):
+    """qwen_vl_utils composites only RGBA: LA goes through convert("RGB") (alpha dropped), and a
+    16-bit grey image through PIL's convert("RGB") (values clipped at 255)."""
+    for mode in ("LA", "I;16"):
+        path = png(tmp_path, mode)
+        by_path = overview.prepare([(path, EXPRESSION)]).inputs["pixel_values"]
+        converted = np.asarray(Image.open(path).convert("RGB"))
+        assert torch.equal(by_path, overview.prepare([(converted, EXPRESSION)]).inputs["pixel_values"])
