@@ -52,16 +52,16 @@ class OverviewConfig:
         "--min-new-tokens", "not in the paper; fixes the answer length"))
     prompt_template: str = PROMPT_TEMPLATE
     max_pixels: int | None = field(default=None, metadata=flag(
-        "--max-pixels", "qwen_vl_utils max_pixels (none: its own, 16384*28*28)"))
+        "--max-pixels", "qwen_vl_utils max_pixels; none means its own 16384*28*28"))
     min_pixels: int | None = field(default=None, metadata=flag(
-        "--min-pixels", "qwen_vl_utils min_pixels (none: its own, 4*28*28)"))
+        "--min-pixels", "qwen_vl_utils min_pixels; none means its own 4*28*28"))
     greedy: bool | None = field(default=None, metadata=flag(
-        "--greedy", "force greedy (--greedy) or sampling (--no-greedy); none: the checkpoint's config"))
+        "--greedy", "force greedy (--greedy) or sampling (--no-greedy); none means the checkpoint's config"))
     dtype: str | None = field(default=None, metadata=flag(
-        "--dtype", "model dtype; none: bfloat16 on CUDA, float32 on CPU", choices=DTYPES))
+        "--dtype", "model dtype; none means bfloat16 on CUDA, float32 on CPU", choices=DTYPES))
     batch_size: int = field(default=1, metadata=flag("--batch-size", "samples per generate call (left padding)"))
     model: str | None = field(default=None, metadata=flag(
-        "--model", "VLM: registry key (qwen2.5-vl-7b, tiny, ...), hub id or local folder; none: qwen2.5-vl-7b",
+        "--model", "VLM: registry key (qwen2.5-vl-7b, tiny, ...; python -m rsvg_zeroov.models lists them), hub id or local folder; none means qwen2.5-vl-7b",
         aliases=("--vlm", "--model_id", "--model-id")))
     stop_at_bracket: bool = field(default=False, metadata=flag(
         "--stop-at-bracket", "not in the paper: stop generating once the answer contains its closing ']' "
