@@ -131,8 +131,8 @@ def table(rows: dict, args, command: str, load: str, diff: float) -> str:
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--steps", type=int, default=10, help="DDIM steps (METHOD: 20; fewer for a quick run)")
-    p.add_argument("--inner-steps", type=int, default=2, help="max Adam steps per timestep (METHOD: 10)")
+    p.add_argument("--steps", type=int, default=10, help="DDIM steps (paper: 20; fewer for a quick run)")
+    p.add_argument("--inner-steps", type=int, default=2, help="max Adam steps per timestep (paper: 10)")
     p.add_argument("--inversion", default="nulltext", choices=("nulltext", "ddim", "noise"))
     p.add_argument("--batch", type=int, default=4, help="samples per worker and batch size of the batched variant")
     p.add_argument("--rounds", type=int, default=1)

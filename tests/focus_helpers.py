@@ -22,13 +22,13 @@ def make_image(seed: int = 0, height: int = 96, width: int = 128) -> np.ndarray:
 
 @lru_cache(maxsize=1)
 def _components(tiny_root: str):
-    from rsvg_zeroov.models.registry import load_sd
+    from rsvg_zeroov.models.diffusion import load_diffusion
 
-    return load_sd("tiny")
+    return load_diffusion("tiny")
 
 
 def tiny_sd(tiny_dir):
-    """The tiny SD loaded through the real registry loader (once per session; ``tiny_dir`` fixture)."""
+    """The tiny SD loaded through the diffusion registry's adapter (once per session; ``tiny_dir`` fixture)."""
     return _components(str(tiny_dir))
 
 

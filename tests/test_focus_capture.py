@@ -32,7 +32,7 @@ def _inputs(seed: int, batch: int = 2):
 
 
 def test_tiny_sd_layout_and_registry_load(tiny_dir):
-    sd = tiny_sd(tiny_dir)  # loads through rsvg_zeroov.models.registry.load_sd("tiny")
+    sd = tiny_sd(tiny_dir)  # loads through rsvg_zeroov.models.diffusion.load_diffusion("tiny")
     root = tiny_dir / "sd"
     for sub in ("vae", "unet", "text_encoder", "scheduler"):
         assert (root / sub / "config.json").is_file() or (root / sub / "scheduler_config.json").is_file()

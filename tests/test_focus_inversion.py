@@ -1,5 +1,5 @@
 """Stage 2 inversion: DDIM schedule, prompt chunking, per-sample null-text optimisation, batching, the
-faithful METHOD schedule (null-text beats plain DDIM inversion)."""
+faithful paper schedule (null-text beats plain DDIM inversion)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -116,7 +116,7 @@ def test_focus_batched_equals_unbatched(tiny_dir):
 
 
 def test_faithful_nulltext_schedule_beats_ddim_inversion(tiny_dir, monkeypatch):
-    """The full METHOD schedule (20 DDIM steps, <= 10 Adam steps each with lr 1e-2 (1 - i/100), early stop
+    """The full paper schedule (20 DDIM steps, <= 10 Adam steps each with lr 1e-2 (1 - i/100), early stop
     below 1e-5 + 2e-5 i, guidance 7.5) with the tiny SD's UNet, VAE and CLIP. A 256x256 image (32x32
     latent) keeps it ~20 s on a CPU; the 512x512 pipeline runs the same code with fewer steps above."""
     from rsvg_zeroov.focus.inversion import reconstruct

@@ -15,6 +15,7 @@ from rsvg_zeroov.focus.config import FocusConfig
 from rsvg_zeroov.focus.model import FocusResult
 from rsvg_zeroov.focus.stage import expected_files, is_done, write_result
 from rsvg_zeroov.rundir import FOCUS_META, RunDir, save_png
+from rsvg_zeroov.runner import read_stage_config
 
 REPO = Path(__file__).resolve().parents[1]
 LONG = ("the large white building with a flat roof next to the parking lot. " * 3 +
@@ -45,6 +46,14 @@ def _main(argv):
     return generate_diffusion.main(argv)
 
 
+def _status(argv) -> int:
+    """generate_diffusion's exit status, also when it exits with SystemExit (user errors: one line, 2)."""
+    try:
+        return _main(argv)
+    except SystemExit as exc:
+        return exc.code
+
+
 def test_cli_writes_contract_files_resumes_and_records_failures(tmp_path, tiny_dir):
     data, out = _dataset(tmp_path / "data"), tmp_path / "run"
     args = ["--dataset", "jsonl", "--root", str(data), "--out", str(out), "--model", "tiny",
@@ -54,9 +63,9 @@ def test_cli_writes_contract_files_resumes_and_records_failures(tmp_path, tiny_d
     run = RunDir(out)
     failures = run.read_failures()
     assert [f["sample_id"] for f in failures] == ["c"] and failures[0]["stage"] == "focus"
-    config = json.loads(run.config("focus").read_text())
+    config = read_stage_config(run.config("focus"))  # the one schema of every stage's config file
     assert config["config"]["num_steps"] == 2 and config["config"]["inversion"] == "ddim"
-    assert config["config"]["guidance"] == 7.5 and config["model"] == "tiny"
+    assert config["config"]["guidance"] == 7.5 and config["resolved"]["model_key"] == "tiny"
     for sid in ("a", "b"):
         folder = run.focus_dir(sid)
         assert sorted(p.name for p in folder.iterdir()) == sorted([*expected_files(FocusConfig()), FOCUS_META])
@@ -126,7 +135,7 @@ def test_is_done_validates_files_and_meta(tmp_path):
 
 def test_missing_model_is_one_message_and_exit_2(tmp_path, capsys):
     data = _dataset(tmp_path / "data", broken=False)
-    code = _main(["--dataset", "jsonl", "--root", str(data), "--out", str(tmp_path / "run"),
+    code = _status(["--dataset", "jsonl", "--root", str(data), "--out", str(tmp_path / "run"),
                   "--model", str(tmp_path / "no_such_model")])
     assert code == 2
     assert "does not exist" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""Stage 2, Focus: Stable Diffusion null-text inversion and UNet self-attention capture (METHOD.md section 2).
+"""Stage 2, Focus: Stable Diffusion null-text inversion and UNet self-attention capture (docs/method.md, stage 2).
 
 Importing the package is light (no torch): :class:`FocusConfig` here; :class:`Focus` and
 :class:`FocusResult` load on first access from :mod:`.model`.

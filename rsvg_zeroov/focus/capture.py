@@ -1,12 +1,10 @@
 """Capturing UNet attention probabilities through diffusers' attention-processor API.
 
-Three separate concerns (STYLE.md 5 and 6):
+Three separate concerns:
 
-- locator, :func:`locate`: which layers. attn1 (self) / attn2 (cross) of the transformer blocks of
-  ``down_blocks`` and ``up_blocks`` (never the mid block), with their resolution r derived from
-  the block position: down block i runs at latent_size / 2**i, up block j at
-  latent_size / 2**(n_up - 1 - j). For SD v1 at 512x512: 5 attn1 layers (2 down + 3 up) at each
-  of r = 64, 32, 16.
+- locator: which layers, a :class:`Site` list from the diffusion adapter
+  (:func:`rsvg_zeroov.models.sd.attention_sites`, re-exported here as ``locate``): for SD v1 at
+  512x512, 5 attn1 layers (2 down + 3 up) at each of r = 64, 32, 16.
 - hook, :class:`CaptureProcessor`: the layer output of the default processor (the fast
   ``scaled_dot_product_attention`` on the unconditional half; the same value, up to float rounding,
   from the explicit probabilities on the conditional half), and for the conditional half
@@ -22,49 +20,14 @@ ones on exit, also when the block raises. Layers outside the sites keep their fa
 """
 from __future__ import annotations
 
-import re
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
 
-_SITE = re.compile(r"^(down_blocks|up_blocks)\.(\d+)\..*\.(attn1|attn2)\.processor$")
-KINDS = {"attn1": "self", "attn2": "cross"}
-
-
-@dataclass(frozen=True)
-class Site:
-    """One captured layer: ``name`` (its key in ``unet.attn_processors``), kind "self"|"cross", resolution r."""
-
-    name: str
-    kind: str
-    r: int
-
-
-def locate(unet, latent_size: int, self_res: Sequence[int], cross_res: Sequence[int] = ()) -> list[Site]:
-    """The attn1/attn2 layers of the down and up blocks at the requested resolutions.
-
-    Raises ValueError when a requested resolution has no layer (e.g. r = 64 with a 256-pixel image).
-    """
-    n_up = len(unet.up_blocks)
-    sites = []
-    for name in unet.attn_processors:
-        m = _SITE.match(name)
-        if m is None:
-            continue
-        block, idx, which = m.group(1), int(m.group(2)), m.group(3)
-        level = idx if block == "down_blocks" else n_up - 1 - idx
-        r, kind = latent_size >> level, KINDS[which]
-        if r in (self_res if kind == "self" else cross_res):
-            sites.append(Site(name, kind, r))
-    for kind, wanted in (("self", self_res), ("cross", cross_res)):
-        missing = sorted(set(wanted) - {s.r for s in sites if s.kind == kind})
-        if missing:
-            raise ValueError(f"no {kind}-attention layer at resolution(s) {missing} for a {latent_size}x"
-                             f"{latent_size} latent; use a larger image_size (METHOD: 512 -> 64, 32, 16)")
-    return sites
+from ..models.sd import Site
+from ..models.sd import attention_sites as locate  # noqa: F401 - the sites live with the model adapter
 
 
 # ------------------------------------------------------------------------------------- storage

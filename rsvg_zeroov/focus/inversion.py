@@ -1,4 +1,4 @@
-"""DDIM inversion, batched null-text optimisation and the re-denoising pass (METHOD.md section 2).
+"""DDIM inversion, batched null-text optimisation and the re-denoising pass (docs/method.md, stage 2).
 
 Shapes: latents are float32 ``(B, 4, h, w)`` (h = w = image_size / 8, 64 for SD at 512); text
 embeddings float32 ``(B, 77, D)``. The UNet runs in ``dtype`` (inputs are cast, outputs cast back to
@@ -103,7 +103,7 @@ def _optimise_one_step(unet, ddim: DDIM, latent, t: int, eps_cond, target, start
 
 def nulltext_optimise(unet, ddim: DDIM, trajectory: list[torch.Tensor], cond: torch.Tensor, uncond: torch.Tensor,
                       config, dtype, on_step=None) -> NullText:
-    """Null-text optimisation along the denoising direction (METHOD.md section 2, step 2).
+    """Null-text optimisation along the denoising direction (docs/method.md, stage 2, step 2).
 
     ``uncond`` (B, 77, D): the empty prompt's embedding, the start of step 0; each step starts from
     the previous step's result. ``config`` supplies guidance, inner_steps, lr, lr_decay, early_stop,

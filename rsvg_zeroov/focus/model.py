@@ -1,6 +1,6 @@
 """Stage 2 as a library: load Stable Diffusion once, then compute Focus maps for many samples.
 
-    focus = Focus(FocusConfig(), device="cuda:0").load()       # or .attach(load_sd(...))
+    focus = Focus(FocusConfig(), device="cuda:0").load()       # or .attach(load_diffusion(...))
     results = focus([("scene.png", "the red car on the left"), (rgb, "the road"), ...])
 
 Each image is a file path, read as the released stage reads it
@@ -104,30 +104,31 @@ class Focus:
     def __init__(self, config: FocusConfig | None = None, device="cpu"):
         import torch
 
-        from .scheduler import DDIM
-
         self.config = config or FocusConfig()
         self.device = torch.device(device)
         self.dtype = self.config.torch_dtype()
-        c = self.config
-        self.ddim = DDIM.from_config(c.num_steps, c.num_train_timesteps, c.beta_start, c.beta_end, c.steps_offset)
-        self.sd = None
+        self.sd = None  # the diffusion adapter (rsvg_zeroov.models.diffusion), set by load / attach
+        self.ddim = None  # its DDIM schedule for this config
 
     def load(self) -> "Focus":
-        """Load the model through the registry (raises registry.ModelNotFound with what to do)."""
-        from ..models.registry import load_sd
+        """Load the model through the diffusion registry (ModelNotFound says what to do)."""
+        from ..models.diffusion import load_diffusion
 
-        return self.attach(load_sd(self.config.model, dtype=self.dtype, device=self.device))
+        return self.attach(load_diffusion(self.config.model, dtype=self.dtype, device=self.device))
 
     def attach(self, components) -> "Focus":
-        """Use already loaded ``SDComponents`` (moved to this device and dtype)."""
-        for m in (components.vae, components.unet, components.text_encoder):
-            m.to(self.device)
-            if next(m.parameters()).dtype != self.dtype:
-                m.to(dtype=self.dtype)
-            m.eval().requires_grad_(False)
-        self.sd = components
+        """Use an already loaded diffusion adapter, or components with ``vae``, ``unet``,
+        ``text_encoder``, ``tokenizer`` and ``ref`` (moved to this device and dtype)."""
+        from ..models.diffusion import as_adapter
+
+        self.sd = as_adapter(components).to(self.device, self.dtype)
+        self.ddim = self.sd.schedule(self.config)
         return self
+
+    def resolved(self) -> dict:
+        """What loading decided, for the stage config: model source and key, dtype, latent scale."""
+        return {"model": self.sd.ref.source, "model_key": self.sd.ref.key, "dtype": self.config.dtype or "float32",
+                "latent_scale": self.sd.latent_scale}
 
     @property
     def progress_steps(self) -> int:
@@ -138,8 +139,7 @@ class Focus:
 
     @property
     def latent_size(self) -> int:
-        factor = 2 ** (len(self.sd.vae.config.block_out_channels) - 1)
-        return self.config.image_size // factor
+        return self.config.image_size // self.sd.latent_factor
 
     def __call__(self, items: Sequence[tuple]) -> list[FocusResult]:
         """The maps of ``(image, expression)`` items; an image is a path or a uint8 array."""
@@ -167,7 +167,7 @@ class Focus:
         pixels = torch.stack([preprocess(rgb, c.image_size, c.resize) for rgb, _ in items]).to(self.device)
         with torch.no_grad():
             dist = sd.vae.encode(pixels.to(self.dtype)).latent_dist
-            latent0 = dist.mean.float() * float(sd.vae.config.scaling_factor)
+            latent0 = dist.mean.float() * sd.latent_scale
         prompts = [split_prompt(sd.tokenizer, q, c.max_tokens) for _, q in items]
         cond = encode(sd.text_encoder, sd.tokenizer, [p.token_ids for p in prompts], self.device)
         uncond = encode(sd.text_encoder, sd.tokenizer, [[]], self.device).expand(len(items), -1, -1).contiguous()
@@ -210,10 +210,10 @@ class Focus:
         import torch
 
         from ..progress import bar
-        from .capture import HostListStore, RunningMeanStore, locate
+        from .capture import HostListStore, RunningMeanStore
 
         c = self.config
-        sites = locate(self.sd.unet, self.latent_size, c.self_resolutions, c.cross_resolutions)
+        sites = self.sd.sites(self.latent_size, c.self_resolutions, c.cross_resolutions)
         timer = PhaseTimer(self.device)
         with timer("encode"):
             latent0, prompts, cond, uncond = self.encode(items)
@@ -280,7 +280,7 @@ class Focus:
                           "clip_sample": False, "set_alpha_to_one": False, "steps_offset": c.steps_offset,
                           "eta": 0.0},
             "dtype": c.dtype or "float32", "storage_dtype": c.storage_dtype, "batch_size": c.batch_size,
-            "latent_scale": float(self.sd.vae.config.scaling_factor), "reconstruction_mse": mse,
+            "latent_scale": self.sd.latent_scale, "reconstruction_mse": mse,
             "captured": {f"{kind}_{r}": {"layers": len(group), "heads": group[0][1], "calls": store.calls((kind, r))}
                          for (kind, r), group in self._sites_by_key(sites).items()},
             **prompt.record(),

@@ -1,4 +1,4 @@
-"""The text side of stage 2: CLIP chunking of long expressions (METHOD.md section 2) and embeddings.
+"""The text side of stage 2: CLIP chunking of long expressions (docs/method.md, stage 2) and embeddings.
 
 A prompt of more than ``max_tokens`` (75) CLIP tokens is cut into chunks: the first chunk ends at
 the last token ending in "." within the first 75 tokens, or, without one, after exactly 75 tokens;
@@ -44,7 +44,7 @@ def chunk_lengths(is_period: Sequence[bool], max_tokens: int = 75) -> list[int]:
 
 
 def split_prompt(tokenizer, text: str, max_tokens: int = 75) -> Prompt:
-    """Tokenize ``text`` with the CLIP tokenizer and chunk it (METHOD.md section 2)."""
+    """Tokenize ``text`` with the CLIP tokenizer and chunk it (docs/method.md, stage 2)."""
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)  # no length warning
     ids = list(enc["input_ids"])
     offsets = enc["offset_mapping"]

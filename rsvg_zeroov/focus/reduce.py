@@ -1,4 +1,4 @@
-"""Bringing self-attention maps of other resolutions onto the 32 grid (METHOD.md section 2).
+"""Bringing self-attention maps of other resolutions onto the 32 grid (docs/method.md, stage 2).
 
 A map at resolution r is a query-by-key matrix ``S`` float32 ``(r*r, r*r)``: row ``y*r + x`` is the
 distribution of query (y, x) over the keys, in the same row-major order. Every function here maps

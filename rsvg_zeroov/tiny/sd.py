@@ -2,7 +2,8 @@
 
 ``build_tiny_sd(out_dir)`` writes ``vae/``, ``unet/``, ``text_encoder/``, ``tokenizer/``,
 ``scheduler/`` and ``model_index.json`` (the ``CompVis/stable-diffusion-v1-4`` layout), loadable by
-:func:`rsvg_zeroov.models.registry.load_sd`. Only the *structure* of SD v1 is kept:
+:func:`rsvg_zeroov.models.diffusion.load_diffusion` and by ``StableDiffusionPipeline``. Only the
+*structure* of SD v1 is kept:
 
 - UNet: CrossAttnDownBlock2D x3 + DownBlock2D, UNetMidBlock2DCrossAttn, UpBlock2D +
   CrossAttnUpBlock2D x3, ``layers_per_block=2``; so a 512x512 image (64x64 latent) has
@@ -12,7 +13,9 @@
 - CLIP text encoder (2 layers) and a byte-level CLIP BPE tokenizer built offline: the 256 byte
   symbols, each also with the end-of-word suffix ``</w>``, a few merges, ``<|startoftext|>`` and
   ``<|endoftext|>``; ``model_max_length`` 77. Every character is encodable, so any prompt works.
-- scheduler: DDIM with the METHOD.md settings (the focus stage builds its own DDIM anyway).
+- scheduler: a fresh DDIM with the paper's settings, as the released script constructs it
+  (``steps_offset`` 0, which ``StableDiffusionPipeline.__init__`` rewrites to 1); the focus stage
+  builds its own DDIM anyway.
 
 Seeded: the same weights on every build. The weights are random: outputs mean nothing.
 """
@@ -75,7 +78,8 @@ def vae_config() -> dict:
 
 
 def scheduler_config() -> dict:
-    """DDIM per METHOD.md section 2 (20 steps -> timesteps 950, 900, ..., 0 with steps_offset 0)."""
+    """DDIM as the released script constructs it (docs/method.md, stage 2): ``steps_offset`` 0 here gives
+    950, ..., 0; loaded through ``StableDiffusionPipeline`` it becomes 1 and 20 steps run at 951, ..., 1."""
     return dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
                 clip_sample=False, set_alpha_to_one=False, steps_offset=0)
 
