@@ -84,20 +84,16 @@ def _open_checked(path: str | Path):
 def read_for_vlm(path: str | Path):
     """The image as stage 1's released script hands it to the VLM: a PIL RGB image.
 
-    The released script passes the path to ``qwen_vl_utils``, whose ``to_rgb`` composites RGBA
-    onto white and converts every other mode with ``convert("RGB")``; LA is composited the same way
-    (via RGBA). 16-bit and float images are scaled to 8 bits first, as :func:`load_rgb` does.
+    The released script passes the path to ``qwen_vl_utils``, whose ``to_rgb`` composites RGBA onto
+    white and converts every other mode with ``convert("RGB")`` (so LA loses its alpha, and 16-bit
+    data is clipped at 255 by PIL). Stage 1 itself hands the path to ``qwen_vl_utils``; this reader
+    gives the same image to callers that need it in memory.
     """
-    from PIL import Image
     from qwen_vl_utils.vision_process import to_rgb
 
     with _open_checked(path) as im:
         try:
             im.load()
-            if im.mode == "LA":
-                im = im.convert("RGBA")
-            if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-                return Image.fromarray(load_rgb(path))
             return to_rgb(im)
         except (OSError, ValueError) as exc:
             raise ImageError(f"{path}: unreadable image ({exc})") from None

@@ -245,11 +245,10 @@ def test_per_stage_image_readers_follow_each_released_reading(tmp_path):
         sam = images.read_for_sam(path)
         np.testing.assert_array_equal(sam, cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB))
         assert images.read_for_diffusion(path).shape == (30, 40, 3) and images.image_size(path) == (30, 40)
-        if name != "i16":  # qwen_vl_utils itself cannot read 16-bit PNGs
-            vlm = np.asarray(images.read_for_vlm(path))
-            ref = np.asarray(fetch_image({"image": str(path)}))  # resizes to multiples of 28: compare the mode
-            assert vlm.shape == (30, 40, 3) and ref.ndim == 3 and ref.shape[2] == 3
-    white = np.asarray(images.read_for_vlm(tmp_path / "rgba.png")).astype(int)
+        vlm = images.read_for_vlm(path)
+        ref = fetch_image({"image": str(path), "resized_height": 56, "resized_width": 84})
+        np.testing.assert_array_equal(np.asarray(vlm.resize((84, 56))), np.asarray(ref))  # as qwen_vl_utils reads
+    white = np.asarray(images.read_for_vlm(tmp_path / "rgba.png")).astype(int)  # RGBA only (LA: alpha dropped)
     a = rgba[..., 3:4] / 255.0
     assert np.abs(white - (rgba[..., :3] * a + 255 * (1 - a))).max() <= 1  # composited onto white
     np.testing.assert_array_equal(images.read_for_diffusion(tmp_path / "rgba.png"), rgba[..., :3])
