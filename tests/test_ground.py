@@ -12,10 +12,10 @@ REPO = Path(__file__).resolve().parents[1]
 FAST = ["--tiny", "--inversion", "ddim", "--steps", "2", "--max-new-tokens", "4"]
 
 
-def _run(args, env_dir, cwd):
+def _run(args, env_dir, cwd, **env_extra):
     import os
 
-    env = dict(os.environ, RSVG_ZEROOV_TINY_DIR=str(env_dir), HF_HUB_OFFLINE="1")
+    env = dict(os.environ, RSVG_ZEROOV_TINY_DIR=str(env_dir), HF_HUB_OFFLINE="1", **env_extra)
     return subprocess.run([sys.executable, str(REPO / "ground.py"), *args], capture_output=True, text=True,
                           env=env, cwd=cwd, timeout=600)
 
@@ -79,3 +79,80 @@ def test_ground_clear_errors(tmp_path, tiny_dir):
     assert out.returncode == 2 and "empty" in out.stderr
     out = _run(["--image", "s.png", "--text", "x", "--vlm", str(tmp_path / "nope")], tiny_dir, tmp_path)
     assert out.returncode == 2 and "does not exist" in out.stderr and "Traceback" not in out.stderr
+
+
+def _error_line(proc) -> str:
+    """The one ``error:`` line of a refused run (exit 2, no traceback, no loader dump)."""
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and "weights_only" not in proc.stderr, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, proc.stderr
+    return proc.stderr[proc.stderr.index("error:"):]
+
+
+def test_tiny_run_is_quick_and_shows_progress(tiny_dir, tmp_path):
+    """--tiny alone: the quick settings (said in one line), progress of every step, and quick.
+
+    Measured alone on a 2-core CPU: ~10 s wall, ~14 s CPU. The bound is on CPU time and loose so
+    that other processes on a shared machine do not make it flaky; the paper's settings on the
+    stand-ins (null-text inversion, 1024 answer tokens) take tens of minutes and fail it."""
+    import resource
+
+    Image.fromarray(_scene()).save(tmp_path / "scene.png")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    out = _run(["--tiny", "--image", "scene.png", "--text", "the red square", "--out", "res"], tiny_dir, tmp_path,
+               RSVG_ZEROOV_PROGRESS="")  # stderr is a pipe: progress as log lines
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    seconds = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    assert out.returncode == 0, out.stderr
+    notes = [line for line in out.stderr.splitlines() if "quick settings" in line]
+    assert len(notes) == 1 and "inversion=ddim" in notes[0] and "max_new_tokens=16" in notes[0], out.stderr
+    rec = json.loads((tmp_path / "res" / "box.json").read_text())
+    assert rec["config"]["focus"]["inversion"] == "ddim" and rec["config"]["overview"]["max_new_tokens"] == 16
+    for step in ("loading models", "stage 1/3", "stage 2/3", "stage 3/3"):
+        assert step in out.stderr, (step, out.stderr)
+    assert seconds < 120, f"a tiny one-image run took {seconds:.0f} s of CPU time"
+
+
+def test_tiny_settings_given_by_the_user_win(tiny_dir, tmp_path):
+    Image.fromarray(_scene()).save(tmp_path / "scene.png")
+    out = _run(["--tiny", "--image", "scene.png", "--text", "x", "--out", "res", "--inversion", "noise",
+                "--max-new-tokens", "3"], tiny_dir, tmp_path)
+    assert out.returncode == 0, out.stderr
+    cfg = json.loads((tmp_path / "res" / "box.json").read_text())["config"]
+    assert cfg["focus"]["inversion"] == "noise" and cfg["overview"]["max_new_tokens"] == 3
+
+
+def test_inputs_refused_before_any_model_loads(tmp_path, tiny_dir):
+    """A 1x1 PNG, an unreadable file, an empty expression: one error line, exit 2, and the models
+    (here: missing ones) are never reached. The released spellings are accepted."""
+    Image.new("RGB", (1, 1)).save(tmp_path / "one.png")
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG not really")
+    Image.fromarray(_scene()).save(tmp_path / "s.png")
+    nope = ["--vlm", str(tmp_path / "no-model")]
+    msg = _error_line(_run(["--image", "one.png", "--text", "x", *nope], tiny_dir, tmp_path))
+    assert "one.png" in msg and "1x1" in msg and "28 pixels" in msg
+    msg = _error_line(_run(["--image_path", "bad.png", "--question", "x", "--model", "nowhere/x"], tiny_dir, tmp_path))
+    assert "bad.png" in msg and "unreadable" in msg
+    msg = _error_line(_run(["--image_path", "s.png", "--question", " \t ", *nope], tiny_dir, tmp_path))
+    assert "empty" in msg
+    msg = _error_line(_run(["--image", "gone.png", "--text", "x", *nope], tiny_dir, tmp_path))
+    assert "gone.png" in msg and "missing" in msg
+
+
+def test_every_missing_model_in_one_message(tmp_path, tiny_dir):
+    Image.fromarray(_scene()).save(tmp_path / "s.png")
+    msg = _error_line(_run(["--image", "s.png", "--text", "x", "--vlm", "someone/no-such-vlm", "--sd",
+                            "someone/no-such-sd"], tiny_dir, tmp_path))
+    assert msg.count("\n  - ") == 3, msg  # VLM, diffusion model and SAM's checkpoint, one message
+    assert "hf download someone/no-such-vlm" in msg and "hf download someone/no-such-sd" in msg
+    assert "--vlm" in msg and "--sd" in msg and "--sam-checkpoint" in msg and "sam_checkpoint/" in msg
+    assert "huggingface-cli" not in msg
+
+
+def test_bad_sam_checkpoint_is_one_short_message(tmp_path, tiny_dir):
+    Image.fromarray(_scene()).save(tmp_path / "s.png")
+    (tmp_path / "broken.pth").write_bytes(b"not a checkpoint")
+    msg = _error_line(_run(["--image", "s.png", "--text", "x", "--tiny", "--sam-checkpoint", "broken.pth",
+                            "--sam-type", "vit_b"], tiny_dir, tmp_path))
+    assert "broken.pth" in msg and len(msg.splitlines()) <= 3, msg
