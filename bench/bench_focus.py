@@ -143,7 +143,10 @@ def parse_args(argv=None):
     p.add_argument("--out", default=str(REPO / "bench" / "results_focus.md"))
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--dump", help=argparse.SUPPRESS)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.batch < 2 and not args.worker:
+        p.error("--batch must be >= 2: it is the size of the batched variant compared with batch 1")
+    return args
 
 
 def main() -> None:
