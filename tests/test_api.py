@@ -148,3 +148,23 @@ def test_missing_models_named_in_one_message(tmp_path, monkeypatch):
     msg = str(exc.value)
     assert "3 models" in msg and "hf download someone/no-such-vlm" in msg and "nosd" in msg
     assert "sam_checkpoint" in msg and "PipelineConfig.overview.model" in msg
+
+
+def test_refiner_selected_by_key(grounded):
+    """A second refiner (box-fill, registered for tests and baselines) chosen by key: no stage code."""
+    from rsvg_zeroov import Grounder, PipelineConfig
+    from rsvg_zeroov.evolve.config import EvolveConfig
+
+    tmp = grounded[0]
+    config = PipelineConfig.quick_tiny(evolve=EvolveConfig(refiner="box-fill")).replace(focus={"num_steps": 2})
+    assert config.evolve.refiner == "box-fill"
+    result = Grounder(config).load().ground(tmp / "scene.png", TEXTS[0])
+    assert result.sam_score is None
+    before = result.mask_before_sam
+    if before.any():
+        ys, xs = np.nonzero(before)
+        filled = np.zeros_like(before)
+        filled[ys.min():ys.max() + 1, xs.min():xs.max() + 1] = True
+        np.testing.assert_array_equal(result.mask, filled)
+    else:
+        assert not result.mask.any()

@@ -156,3 +156,16 @@ def test_bad_sam_checkpoint_is_one_short_message(tmp_path, tiny_dir):
     msg = _error_line(_run(["--image", "s.png", "--text", "x", "--tiny", "--sam-checkpoint", "broken.pth",
                             "--sam-type", "vit_b"], tiny_dir, tmp_path))
     assert "broken.pth" in msg and len(msg.splitlines()) <= 3, msg
+
+
+def test_refiner_by_key(tiny_dir, tmp_path):
+    Image.fromarray(_scene()).save(tmp_path / "scene.png")
+    out = _run(["--image", "scene.png", "--text", "the red square", "--out", "res", "--refiner", "box-fill", *FAST],
+               tiny_dir, tmp_path)
+    assert out.returncode == 0, out.stderr
+    rec = json.loads((tmp_path / "res" / "box.json").read_text())
+    assert rec["config"]["evolve"]["refiner"] == "box-fill" and rec["sam_score"] is None
+    mask = np.asarray(Image.open(tmp_path / "res" / "mask.png")) > 0
+    if rec["box"] is not None:  # box-fill: the mask is its own tight box, filled
+        x1, y1, x2, y2 = rec["box"]
+        assert mask[y1:y2 + 1, x1:x2 + 1].all() and mask.sum() == (x2 - x1 + 1) * (y2 - y1 + 1)
