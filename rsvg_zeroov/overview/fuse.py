@@ -1,11 +1,11 @@
 """Layer fusion of the Overview maps (docs/method.md, stage 1): ``A_C = sum_l w_l * minmax(a_l)``.
 
 Two arithmetics, equal to 1 float32 ulp: :func:`fuse64` is the released script's (float64
-``(x - min) / max(x - min)`` per layer, weighted sum in float64), used under released fidelity with
-a half-precision model and by :func:`released_heatmap` (the released one-image file, float64);
-:func:`fuse` rounds each layer's min-max to float32 before the float64 sum, the arithmetic of
-float32 runs since the first release of this project (kept so their dumps stay byte-identical).
-The run directory stores A_C as float32 either way.
+``(x - min) / max(x - min)`` per layer, weighted sum in float64), used under released fidelity (the
+default) and by :func:`released_heatmap` (the released one-image file, float64); :func:`fuse`
+rounds each layer's min-max to float32 before the float64 sum, the arithmetic of earlier versions of
+this project, kept under ``--fidelity corrected``. The run directory stores A_C as float32 either way
+(the released stage 3 casts the float64 map to float32 before using it, so nothing is lost).
 """
 from __future__ import annotations
 

@@ -154,7 +154,7 @@ class Overview:
         steps = recorder.steps.cpu().numpy()
         eos = set(self.eos_ids())
         closes = self._closes() if self.config.stop_at_bracket else None
-        fuse_maps = fuse64 if self.released_arithmetic else fuse
+        fuse_maps = fuse64 if self.config.fidelity == "released" else fuse
         results = []
         for b in range(len(batch.prompts)):
             tokens = cut_answer(sequences[b, batch.prompt_len:].tolist(), eos, closes)
