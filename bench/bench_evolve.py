@@ -1,6 +1,7 @@
 """Benchmark of stage 3 without SAM on 800 x 800 images (issue 8: >= 200 samples/s after start-up).
 
     python bench/bench_evolve.py [--n 600] [--size 800] [--dtype float16] [--repeats 3] [--workers W]
+    python bench/bench_evolve.py --codecs [--n 600]   # the hand-written codecs against the libraries
 
 Writes synthetic stage 1/2 dumps for N samples first (29 x 29 VLM maps, row-stochastic
 1024 x 1024 self-attention matrices), then times the real stage (``EvolveStage`` under
@@ -13,6 +14,7 @@ in float16, 8 MB in float32, for the default resolutions 32 + 64).
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import platform
 import shutil
@@ -20,6 +22,7 @@ import statistics
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -65,17 +68,70 @@ def write_dumps(run: RunDir, n: int, size: int, dtype: str, seed: int = 0) -> li
     return samples
 
 
+# --codecs: stage 3 with a library codec in place of a hand-written one (same files, same masks)
+def _png_pil(path, mask, *, durable=True):
+    from PIL import Image
+
+    from rsvg_zeroov.rundir import atomic_write_bytes
+
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(mask, dtype=np.uint8) * 255).save(buf, format="PNG", compress_level=1)
+    atomic_write_bytes(path, buf.getvalue(), durable=durable)
+    return buf.getvalue()
+
+
+def _png_cv2(path, mask, *, durable=True):
+    import cv2
+
+    from rsvg_zeroov.rundir import atomic_write_bytes
+
+    ok, data = cv2.imencode(".png", np.asarray(mask, dtype=np.uint8) * 255,
+                            [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE])
+    atomic_write_bytes(path, data.tobytes(), durable=durable)
+    return data.tobytes()
+
+
+def _npy_load(path, shape=None, *, buffer=None):
+    return np.load(path, allow_pickle=False)
+
+
+CODECS_HEADING = "## Codecs: the shipped .npy reader and PNG encoder against the libraries"
+VARIANTS = {  # name -> (module attribute patched, replacement); "shipped" = the code as it is
+    "shipped": None,
+    "png-pil": ("rsvg_zeroov.rundir.evolve", "save_mask_png", _png_pil),
+    "png-cv2": ("rsvg_zeroov.rundir.evolve", "save_mask_png", _png_cv2),
+    "npy-np.load": ("rsvg_zeroov.evolve.interaction", "read_npy", _npy_load),
+}
+
+
+@contextmanager
+def variant(name: str):
+    spec = VARIANTS[name]
+    if spec is None:
+        yield
+        return
+    import importlib
+
+    module = importlib.import_module(spec[0])
+    real = getattr(module, spec[1])
+    setattr(module, spec[1], spec[2])
+    try:
+        yield
+    finally:
+        setattr(module, spec[1], real)
+
+
 def one_repeat(run: RunDir, samples: list[Sample], workers: int | None) -> dict:
     for sub in ("masks", "evolve"):
         shutil.rmtree(run.root / sub, ignore_errors=True)
     (run.root / "predictions.jsonl").unlink(missing_ok=True)
-    stage = EvolveStage(run, EvolveConfig(refiner=None), workers=workers)
+    stage = EvolveStage(run, EvolveConfig(refiner=None), workers=workers, batch_size=32)
     os.environ["TQDM_DISABLE"] = "1"
     t0, c0 = time.perf_counter(), time.process_time()
-    report = stage.run_samples(samples, batch_size=32)
+    report = stage.run_samples(samples)  # run_stage finalizes: predictions.jsonl included
     t1, c1 = time.perf_counter(), time.process_time()
     stage.close()
-    lines = stage.finalize(samples)
+    lines = stage.finalize(samples)  # timed again alone for its own column
     t2 = time.perf_counter()
     assert report.done == len(samples) and lines == len(samples), (report, lines)
     return {"seconds": t1 - t0, "finalize": t2 - t1, "rate": len(samples) / (t1 - t0),
@@ -105,7 +161,7 @@ def render(args, results: list[dict], command: str) -> str:
         f"- command: `{command}`",
         f"- {args.n} samples, {args.size}x{args.size} images, dumps {args.dtype} (page cache warm), "
         f"resolutions 32+64, {best['workers']} worker threads, {args.repeats} repeats", "",
-        "| repeat | wall s (load+evolve+write) | samples/s | CPU ms/sample (all threads) | predictions.jsonl s |",
+        "| repeat | wall s (load+evolve+write+predictions) | samples/s | CPU ms/sample (all threads) | predictions.jsonl s |",
         "|---|---|---|---|---|",
     ]
     for i, r in enumerate(results):
@@ -113,6 +169,24 @@ def render(args, results: list[dict], command: str) -> str:
     lines += ["", f"**median: {med:.0f} samples/s** (3,481 RRSIS-D test samples: {3481 / med:.1f} s)", "",
               "Time split of the median repeat (wall includes fsync and CPU waits):", "", *split, ""]
     return "\n".join(lines)
+
+
+def render_codecs(args, by_variant: dict[str, list[dict]], command: str) -> str:
+    base = by_variant["shipped"]
+    base_rate = statistics.median(r["rate"] for r in base)
+    base_cpu = statistics.median(r["cpu_ms"] for r in base)
+    lines = [CODECS_HEADING, "",
+             f"- machine: {machine()}; load average before / after: {args.load_before} / {load_average()}",
+             f"- command: `{command}`",
+             f"- {args.n} samples, {args.size}x{args.size} images, dumps {args.dtype}, {args.repeats} interleaved "
+             f"repeats per variant; medians. CPU ms/sample is the steadier measure on shared cores.", "",
+             "| variant | samples/s | vs shipped | CPU ms/sample | vs shipped |", "|---|---|---|---|---|"]
+    for name, results in by_variant.items():
+        rate = statistics.median(r["rate"] for r in results)
+        cpu = statistics.median(r["cpu_ms"] for r in results)
+        lines.append(f"| {name} | {rate:.0f} | {100 * (rate / base_rate - 1):+.0f}% | {cpu:.2f} | "
+                     f"{100 * (cpu / base_cpu - 1):+.0f}% |")
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
@@ -124,7 +198,10 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--dir", default=None, help="scratch folder (default: a temp folder under outputs/, "
                    "where runs live, removed after; file creation costs differ between file systems)")
-    p.add_argument("--out", default=str(REPO / "bench" / "results_evolve.md"))
+    p.add_argument("--codecs", action="store_true", help="time each codec variant (interleaved repeats) "
+                   "instead; writes a table of the medians")
+    p.add_argument("--out", default=str(REPO / "bench" / "results_evolve.md"),
+                   help="markdown file; --codecs replaces only its codecs section")
     args = p.parse_args()
     args.load_before = load_average()
     (REPO / "outputs").mkdir(exist_ok=True)
@@ -136,13 +213,27 @@ def main() -> None:
         print(f"wrote dumps for {args.n} samples in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
         import torch  # noqa: F401 - start-up: the stage imports torch (float16 casts), not timed
 
-        results = [one_repeat(run, samples, args.workers) for _ in range(args.repeats)]
+        if args.codecs:
+            by_variant = {name: [] for name in VARIANTS}
+            for _ in range(args.repeats):  # interleaved, so drifting load hits every variant alike
+                for name in VARIANTS:
+                    with variant(name):
+                        by_variant[name].append(one_repeat(run, samples, args.workers))
+        else:
+            results = [one_repeat(run, samples, args.workers) for _ in range(args.repeats)]
     finally:
         if args.dir is None:
             shutil.rmtree(scratch, ignore_errors=True)
-    md = render(args, results, "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]))
+    command = "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]])
+    md = render_codecs(args, by_variant, command) if args.codecs else render(args, results, command)
     print(md)
-    Path(args.out).write_text(md)
+    out = Path(args.out)
+    old = out.read_text() if out.is_file() else ""
+    if args.codecs:  # the codecs section after the throughput results
+        md = old.split(CODECS_HEADING)[0].rstrip("\n") + "\n\n" + md
+    elif CODECS_HEADING in old:  # keep the codecs section below new throughput results
+        md = md.rstrip("\n") + "\n\n" + CODECS_HEADING + old.split(CODECS_HEADING, 1)[1]
+    out.write_text(md)
 
 
 if __name__ == "__main__":
