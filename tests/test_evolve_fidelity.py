@@ -93,3 +93,28 @@ def test_stage_masks_on_a_nearly_flat_map_equal_the_reference(tmp_path):
     with single_threaded_kernels():
         ref = torch_reference(a_c, s, (64, 48), "released")
     assert ref.any() and int((read_mask(run.mask_png("a1")) != ref).sum()) == 0
+
+
+def test_binarise_equals_the_2d_resize_even_at_alpha_exactly_on_a_value():
+    """The two-pass window decides a pixel only away from alpha; at ties (alpha equal to an output
+    value, or one ulp off it) the 2-D call decides."""
+    from evolve_helpers import torch_resize
+    from rsvg_zeroov.evolve.resample import MARGIN, binarise, upsample_window
+
+    rng = np.random.default_rng(5)
+    fell_back = 0
+    for trial in range(60):
+        a = np.zeros((32, 32), np.float32)
+        y, x = rng.integers(0, 28, 2)
+        a[y:y + 6, x:x + 5] = rng.random((min(6, 32 - y), min(5, 32 - x)), dtype=np.float32)
+        size = tuple(int(v) for v in rng.integers(40, 900, 2))
+        full = torch_resize(a, size)
+        window = upsample_window(a, size)
+        vals, (_y0, x0) = window
+        assert np.abs(vals - full[:, x0:x0 + vals.shape[1]]).max() <= MARGIN * a.max() / 1.3
+        value = float(rng.choice(full[full > 0]))
+        for alpha in (value, float(np.nextafter(np.float32(value), np.float32(1))),
+                      float(np.nextafter(np.float32(value), np.float32(0))), 0.0, 0.4):
+            assert np.array_equal(binarise(window, size, alpha), full > alpha), (trial, size, alpha)
+        fell_back += getattr(window, "_exact", None) is not None
+    assert fell_back > 0  # the ties did reach the 2-D path
