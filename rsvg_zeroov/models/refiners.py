@@ -27,7 +27,7 @@ REFINERS.add("vit_l", adapter="rsvg_zeroov.models.sam:SamRefiner", checkpoint="s
 REFINERS.add("vit_b", adapter="rsvg_zeroov.models.sam:SamRefiner", checkpoint="sam_vit_b_01ec64.pth",
              url=SAM_URL + "sam_vit_b_01ec64.pth", size="375 MB", sam_type="vit_b")
 REFINERS.add(TINY, adapter="rsvg_zeroov.models.sam:SamRefiner", size="~100 kB", sam_type=TINY)
-REFINERS.add("box-fill", adapter="rsvg_zeroov.models.boxfill:BoxFillRefiner", size="(no weights)")
+REFINERS.add("box-fill", adapter="rsvg_zeroov.models.boxfill:BoxFillRefiner", size="0 (no weights)")
 
 
 @runtime_checkable

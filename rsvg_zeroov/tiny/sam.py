@@ -1,8 +1,9 @@
 """The tiny offline SAM: the real segment-anything code path with seeded random weights.
 
 Written as a plain state dict of tensors (``torch.save``), so it loads back with
-``torch.load(..., weights_only=True)`` through :func:`rsvg_zeroov.models.registry.load_sam`
-(``checkpoint="tiny"`` or ``sam_type="tiny"``). Its masks mean nothing; only the code path is real.
+``torch.load(..., weights_only=True)`` through :mod:`rsvg_zeroov.models.sam` (refiner key
+``tiny``: ``--refiner tiny``, or the older ``--sam-type tiny``). Its masks mean nothing; only the
+code path is real.
 """
 from __future__ import annotations
 
