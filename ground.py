@@ -65,9 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"DDIM steps of stage 2 (default: {_default(FocusConfig, 'num_steps')})")
     p.add_argument("--max-new-tokens", type=int, default=None,
                    help=f"VLM answer length cap (default: {_default(OverviewConfig, 'max_new_tokens')}; 16 with --tiny)")
-    if hasattr(OverviewConfig(), "stop_at_bracket"):
-        p.add_argument("--stop-at-bracket", action=argparse.BooleanOptionalAction, default=None,
-                       help="end the VLM answer at its closing ']' (default: off; on with --tiny)")
+    p.add_argument("--stop-at-bracket", action=argparse.BooleanOptionalAction, default=None,
+                   help=f"end the VLM answer at its closing ']' (default: {_default(OverviewConfig, 'stop_at_bracket')}; "
+                   "on with --tiny)")
     p.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: cuda if available)")
     return p
 
@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _given(args: argparse.Namespace) -> set[tuple[str, str]]:
     """The quick settings the user set on the command line: (config section, field)."""
     flags = {("focus", "inversion"): args.inversion, ("overview", "max_new_tokens"): args.max_new_tokens,
-             ("overview", "stop_at_bracket"): getattr(args, "stop_at_bracket", None)}
+             ("overview", "stop_at_bracket"): args.stop_at_bracket}
     return {key for key, value in flags.items() if value is not None}
 
 
@@ -83,7 +83,7 @@ def build_config(args: argparse.Namespace):
     from rsvg_zeroov.pipeline import PipelineConfig, tiny_refiner
 
     overview = {"model": args.vlm, "max_new_tokens": args.max_new_tokens, "fidelity": args.fidelity,
-                "stop_at_bracket": getattr(args, "stop_at_bracket", None)}
+                "stop_at_bracket": args.stop_at_bracket}
     config = PipelineConfig(
         overview=OverviewConfig().override(**{k: v for k, v in overview.items() if v is not None}),
         focus=FocusConfig().override(model=args.sd, inversion=args.inversion, num_steps=args.steps),

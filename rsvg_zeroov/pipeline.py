@@ -28,7 +28,7 @@ from .overview.config import OverviewConfig
 log = logging.getLogger(__name__)
 
 # The cheap documented settings the tiny stand-ins default to (docs/method.md, cheaper modes):
-# (config section, field, value). A field a stage config does not have (yet) is skipped.
+# (config section, field, value).
 QUICK = (("focus", "inversion", "ddim"), ("overview", "max_new_tokens", 16),
          ("overview", "stop_at_bracket", True))
 TINY = "tiny"
@@ -51,13 +51,15 @@ class PipelineConfig:
         """The offline random-weight stand-ins with the quick settings (:data:`QUICK`).
 
         ``sections``: ``overview=`` / ``focus=`` / ``evolve=`` configs or ``device=``, used instead
-        of the defaults; fields they set away from the defaults are kept (not made quick).
+        of the defaults; fields they set away from the defaults are kept (not made quick). A field
+        left at its default cannot be told from an unset one: to run e.g. the paper's null-text
+        inversion on the stand-ins, ``quick_tiny().replace(focus={"inversion": "nulltext"})``.
         """
         config = cls(**sections)
         config = config.replace(overview={"model": config.overview.model or TINY},
                                 focus={"model": config.focus.model or TINY}, evolve=tiny_refiner(config.evolve))
-        given = {(name, key) for name, key, _ in QUICK if hasattr(getattr(config, name), key)
-                 and getattr(getattr(config, name), key) != getattr(type(getattr(config, name))(), key)}
+        given = {(name, key) for name, key, _ in QUICK
+                 if getattr(getattr(config, name), key) != getattr(type(getattr(config, name))(), key)}
         return config.with_quick_settings(given)
 
     def replace(self, **sections) -> "PipelineConfig":
@@ -76,9 +78,8 @@ class PipelineConfig:
         (what the user set); logs one line saying which were applied."""
         changes: dict[str, dict] = {}
         for section, name, value in QUICK:
-            if (section, name) in given or not hasattr(getattr(self, section), name):
-                continue
-            changes.setdefault(section, {})[name] = value
+            if (section, name) not in given:
+                changes.setdefault(section, {})[name] = value
         if changes:
             said = ", ".join(f"{k}={v}" for c in changes.values() for k, v in c.items())
             log.info("tiny stand-in models: quick settings %s (set them explicitly to change; the real "
