@@ -40,6 +40,9 @@ def _default(config_cls, name: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from rsvg_zeroov.pipeline import QUICK
+
+    quick = {name: value for _, name, value in QUICK}
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 2)[2],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--image", "--image_path", dest="image", required=True,
@@ -60,11 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fidelity", choices=("released", "corrected"), default=None,
                    help=f"every stage's fidelity (default: {_default(EvolveConfig, 'fidelity')})")
     p.add_argument("--inversion", choices=("nulltext", "ddim", "noise"), default=None,
-                   help=f"stage 2 inversion (default: {_default(FocusConfig, 'inversion')}, the paper's; ddim with --tiny)")
+                   help=f"stage 2 inversion (default: {_default(FocusConfig, 'inversion')}, the paper's; {quick['inversion']} with --tiny)")
     p.add_argument("--steps", type=int, default=None,
                    help=f"DDIM steps of stage 2 (default: {_default(FocusConfig, 'num_steps')})")
     p.add_argument("--max-new-tokens", type=int, default=None,
-                   help=f"VLM answer length cap (default: {_default(OverviewConfig, 'max_new_tokens')}; 16 with --tiny)")
+                   help=f"VLM answer length cap (default: {_default(OverviewConfig, 'max_new_tokens')}; {quick['max_new_tokens']} with --tiny)")
     p.add_argument("--stop-at-bracket", action=argparse.BooleanOptionalAction, default=None,
                    help=f"end the VLM answer at its closing ']' (default: {_default(OverviewConfig, 'stop_at_bracket')}; "
                    "on with --tiny)")
