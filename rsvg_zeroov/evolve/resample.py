@@ -82,11 +82,12 @@ def binarise(window: Window | None, size: tuple[int, int], alpha: float) -> np.n
     if window is None:
         return mask
     values, (y0, x0) = window
-    above = values > alpha
-    if not window.exact:
+    if window.exact:
+        above = values > alpha
+    else:
         margin = MARGIN * max(window.scale, 1e-30)
-        if abs(alpha) <= margin or not np.array_equal(above, values > alpha + margin) \
-                or not np.array_equal(above, values > alpha - margin):
+        above = values > alpha + margin  # = values > alpha when no value lies within the margin
+        if abs(alpha) <= margin or not np.array_equal(above, values > alpha - margin):
             window = window.exact_window()
             mask[:] = 0.0 > alpha
             values, (y0, x0) = window
