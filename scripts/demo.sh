@@ -32,7 +32,7 @@ say "6/6 evaluation (eval/evaluate.py)"
 
 cat <<MSG
 
-Done. These models are RANDOM-WEIGHT stand-ins and the data is synthetic: the metrics above only
+Done in ${SECONDS} s. These models are RANDOM-WEIGHT stand-ins and the data is synthetic: the metrics above only
 show that every stage ran; the paper's numbers need the real models (README, "Using the real models").
 Outputs in $OUT/:
   overview/<id>.npy, .json      stage 1 VLM attention maps (fused A_C + per layer) and sidecars
