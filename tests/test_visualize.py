@@ -298,6 +298,18 @@ def test_evolve_config_read_from_run(tmp_path):
         load_evolve_config(run)
 
 
+def test_evolve_config_read_from_the_stage_config_layout(tmp_path):
+    """The layout every stage writes now: the settings under "config", next to "resolved" and "run"."""
+    from rsvg_zeroov.visualize import load_evolve_config
+
+    run = RunDir(tmp_path)
+    save_json(run.config("evolve"), {"stage": "evolve", "config": {"tau": 0.2, "alpha": 0.5, "refiner": "box-fill",
+                                                                   "resolutions": [32], "fidelity": "corrected"},
+                                     "resolved": {"fingerprint": "x"}, "run": {"dataset": "jsonl"}, "versions": {}})
+    cfg = load_evolve_config(run)
+    assert (cfg.tau, cfg.alpha, cfg.refiner, cfg.resolutions, cfg.fidelity) == (0.2, 0.5, "box-fill", (32,), "corrected")
+
+
 def test_bad_maps_npz_names_the_file(tmp_path):
     from rsvg_zeroov.visualize import load_maps_npz
 

@@ -17,7 +17,7 @@ mask IoU where the data set has masks, else the box IoU of the final mask's tigh
 from __future__ import annotations
 
 import zipfile
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -70,21 +70,20 @@ class PanelData:
 
 # ------------------------------------------------------------------------------ settings
 def load_evolve_config(run: RunDir) -> EvolveConfig:
-    """The stage 3 settings recorded in ``RUN/evolve_config.json``, else the paper defaults.
+    """The stage 3 settings recorded in ``RUN/evolve_config.json`` (any layout this project wrote),
+    else the paper defaults.
 
-    Keys that are not :class:`EvolveConfig` fields (versions, fingerprint, ...) are ignored.
+    Keys that are not :class:`EvolveConfig` settings (versions, fingerprint, ...) are ignored.
     Raises :class:`DumpError` naming the file when it is unreadable or holds invalid settings.
     """
+    from ..runner import read_stage_config
+
     path = run.config("evolve")
     if not path.is_file():
         return EvolveConfig()
-    raw = load_json(path)
-    names = {f.name for f in fields(EvolveConfig)}
-    values = {k: v for k, v in raw.items() if k in names}
-    if isinstance(values.get("resolutions"), list):
-        values["resolutions"] = tuple(values["resolutions"])
+    recorded = read_stage_config(path)["config"]
     try:
-        return EvolveConfig(**values)
+        return EvolveConfig.from_recorded(recorded)
     except (TypeError, ValueError) as exc:
         raise DumpError(f"{path}: invalid stage 3 settings ({exc}); fix or delete the file") from None
 

@@ -162,7 +162,7 @@ def cells(fig, d: PanelData) -> list:
         lambda ax: region_cell(ax, d),
         lambda ax: heat(fig, ax, d, d.a_e, "A_E = region x A_CS"),
         lambda ax: mask_cell(ax, d, img, s, d.evolve_mask, f"mask: A_E > {cfg.alpha:g} (before SAM)"),
-        lambda ax: mask_cell(ax, d, img, s, d.final_mask, "final mask (SAM)" if cfg.sam else "final mask (no SAM)"),
+        lambda ax: mask_cell(ax, d, img, s, d.final_mask, f"final mask (refiner {cfg.refiner})" if cfg.refiner else "final mask (no refiner)"),
         lambda ax: truth_cell(ax, d, img, s),
     ]
     return out
