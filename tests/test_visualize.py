@@ -252,6 +252,21 @@ def test_sample_filter_and_unknown_id(drawn, tmp_path, capsys):
     assert exc.value.code == 2 and "'nosuch'" in capsys.readouterr().err
 
 
+def test_ablation_run_drawn_with_the_dumps_of_its_source(drawn, tmp_path):
+    """--from SOURCE: stage 1-2 dumps from SOURCE, masks and pictures in --out (rs_evolve.py --from)."""
+    jsonl, run, _ = drawn
+    new = tmp_path / "ablation"
+    shutil.copytree(run.root, new, ignore=shutil.ignore_patterns("panels", "thumbs", "index.html", "overview", "focus"))
+    source_panels = {p.name: p.stat().st_mtime_ns for p in (run.root / "panels").iterdir()}
+    proc = subprocess.run([sys.executable, "tools/visualize.py", *cli_args(jsonl, RunDir(new), "--from", str(run.root),
+                           "--sample", "good", "boxy")], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in (new / "panels").iterdir()) == ["boxy.png", "good.png"]
+    assert {p.name: p.stat().st_mtime_ns for p in (run.root / "panels").iterdir()} == source_panels  # untouched
+    assert {c["id"]: c["iou"] for c in cards((new / "index.html").read_text())} == \
+        {c["id"]: c["iou"] for c in cards((run.root / "index.html").read_text()) if c["id"] in ("good", "boxy")}
+
+
 # ------------------------------------------------------------------------------ the package
 def test_in_process_equals_worker_processes(drawn, tmp_path):
     from rsvg_zeroov.datasets import load_samples

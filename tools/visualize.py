@@ -1,6 +1,7 @@
 """Inspect a run's attention dumps: one panel PNG per sample and an index page, worst IoU first.
 
     python tools/visualize.py --out RUN --dataset D --root R --split S [--sample ID ...] [--limit N]
+                              [--from SOURCE_RUN]
 
 Writes RUN/panels/<id>.png (the image and expression, each captured VLM layer, the fused A_C, the
 propagated A_CS, the grown region with its seeds, A_E, the thresholded mask before SAM, the final
@@ -9,6 +10,8 @@ sorted by ascending IoU, each linking to its panel). The 32-grid maps come from 
 when rs_evolve.py --save-maps wrote it, else they are recomputed from the stage 1 and 2 dumps with
 the settings of RUN/evolve_config.json (else the paper defaults). The IoU is the mask IoU where the
 data set has masks, else the box IoU of the final mask's tight box (--protocol rules, default zeroov).
+With --from SOURCE_RUN (an ablation written by rs_evolve.py --from), the stage 1 and 2 dumps are
+read from SOURCE_RUN and the masks, settings and pictures are those of RUN.
 
 Exit status: 0 all drawn; 1 some samples skipped (missing or bad dumps, each reported on stderr by
 file name; the rest are drawn); 2 bad arguments, data set or RUN/evolve_config.json.
@@ -36,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 epilog=__doc__.split("\n\n", 2)[2],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_dataset_args(p)
+    add_dataset_args(p, source=True)
     p.add_argument("--sample", nargs="+", action="extend", default=None, metavar="ID",
                    help="draw only these sample ids (repeatable; default: every sample, after --limit)")
     p.add_argument("--protocol", choices=sorted(PROTOCOLS), default=None,
