@@ -13,9 +13,11 @@ EPS = 1e-6
 SIZES = [(800, 800), (357, 611), (64, 48)]
 
 
-def torch_reference(a_c: np.ndarray, s: np.ndarray, size, fidelity: str, k=7, tau=0.3, alpha=0.4):
+def torch_reference(a_c: np.ndarray, s: np.ndarray, size, fidelity: str, k=7, tau=0.3, alpha=0.4,
+                    maps: dict | None = None):
     """The released stage 3 written out in torch: float64 map cast to float32, interpolate, the
-    normalisations, ``c^T S``; seeds and a breadth-first region; interpolate to (H, W) > alpha."""
+    normalisations, ``c^T S``; seeds and a breadth-first region; interpolate to (H, W) > alpha.
+    ``maps``: filled with the reference ``c`` and ``a_cs``."""
     import torch
     import torch.nn.functional as F
 
@@ -29,6 +31,8 @@ def torch_reference(a_c: np.ndarray, s: np.ndarray, size, fidelity: str, k=7, ta
     p = p / (torch.norm(p) + EPS)
     q = p - p.min()
     a_cs = (q / (q.max() + EPS)).reshape(32, 32)
+    if maps is not None:
+        maps.update(c=c.numpy(), a_cs=a_cs.numpy())
     distinct = torch.unique(c)  # sorted ascending
     seeds = (c >= distinct[max(distinct.numel() - k, 0)]).numpy()
     region = torch.from_numpy(bfs_region(a_cs.numpy(), seeds, tau))
@@ -75,8 +79,11 @@ def test_masks_equal_the_torch_reference_to_the_pixel(kind, fidelity):
             a_c = crafted_maps(trial)[kind]
             s = _s(rng)
             for size in SIZES:
-                mask = evolve(a_c, s, size, cfg).mask
-                ref = torch_reference(a_c, s, size, fidelity)
+                res, maps = evolve(a_c, s, size, cfg), {}
+                mask = res.mask
+                ref = torch_reference(a_c, s, size, fidelity, maps=maps)
+                assert np.array_equal(res.c.view(np.uint32), maps["c"].view(np.uint32))  # bit for bit
+                assert np.array_equal(res.a_cs.view(np.uint32), maps["a_cs"].view(np.uint32))
                 assert ref.any() and not ref.all(), (kind, trial, size)  # a real test case
                 assert int((mask != ref).sum()) == 0, (kind, fidelity, trial, size)
 

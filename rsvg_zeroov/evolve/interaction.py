@@ -19,34 +19,37 @@ from .config import FIDELITIES, GRID, N_TOKENS, EvolveConfig
 from .resample import resize_bilinear
 
 EPS = 1e-6
+EPS32 = np.float32(EPS)  # torch adds a Python float to a float32 tensor in float32, as this does
 
 
 def normalise_c(a_c: np.ndarray, fidelity: str) -> np.ndarray:
     """``c``: ``A_C`` (gh, gw) cast to float32, resized bilinearly to (32, 32) by torch, then
-    normalised in float32 torch.
+    normalised in float32.
 
     released: ``(c - min) / (max + 1e-6)`` (the published behaviour; the range is not stretched
-    to [0, 1] unless min is 0); corrected: ``(c - min) / (max - min + 1e-6)``.
+    to [0, 1] unless min is 0); corrected: ``(c - min) / (max - min + 1e-6)``. Min, max and the
+    single subtractions and divisions are exact IEEE float32 operations, the same bits in NumPy as
+    in torch (the tests compare them with a torch reference bit for bit).
     """
-    import torch
-
     if fidelity not in FIDELITIES:
         raise ValueError(f"fidelity {fidelity!r}: expected 'released' or 'corrected'")
-    c = torch.from_numpy(resize_bilinear(np.asarray(a_c, dtype=np.float32), (GRID, GRID)))
+    c = resize_bilinear(np.asarray(a_c, dtype=np.float32), (GRID, GRID))
     lo, hi = c.min(), c.max()
-    denom = hi + EPS if fidelity == "released" else hi - lo + EPS
-    return ((c - lo) / denom).numpy()
+    denom = hi + EPS32 if fidelity == "released" else hi - lo + EPS32
+    return (c - lo) / denom
 
 
 def propagate(c: np.ndarray, s: np.ndarray) -> np.ndarray:
-    """``A_CS`` float32 (32, 32) in float32 torch: ``p = c^T S`` (one step), ``p / (||p||_2 + 1e-6)``,
-    minus its minimum, divided by (its maximum + 1e-6)."""
+    """``A_CS`` float32 (32, 32): ``p = c^T S`` (one step) and its L2 norm in float32 torch (their
+    summation order is torch's), then ``p / (||p||_2 + 1e-6)``, minus its minimum, divided by (its
+    maximum + 1e-6): exact float32 operations, bit for bit torch's."""
     import torch
 
-    p = torch.from_numpy(np.ascontiguousarray(c, dtype=np.float32).reshape(-1)) @ torch.from_numpy(s)
-    p = p / (torch.linalg.vector_norm(p) + EPS)
+    p_t = torch.from_numpy(np.ascontiguousarray(c, dtype=np.float32).reshape(-1)) @ torch.from_numpy(s)
+    norm = np.float32(torch.linalg.vector_norm(p_t).item())
+    p = p_t.numpy() / (norm + EPS32)
     q = p - p.min()
-    return (q / (q.max() + EPS)).numpy().reshape(GRID, GRID)
+    return (q / (q.max() + EPS32)).reshape(GRID, GRID)
 
 
 def focus_names(config: EvolveConfig) -> list[str]:
