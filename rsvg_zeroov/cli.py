@@ -162,6 +162,8 @@ def setup_logging(verbose: bool = False) -> None:
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     for noisy in ("httpx", "urllib3", "huggingface_hub", "filelock", "PIL"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    if not sys.stderr.isatty():  # a log file: no "Loading weights" bars from transformers / hub
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
 def user_errors() -> tuple[type[BaseException], ...]:

@@ -119,13 +119,13 @@ def load_run_samples(args: argparse.Namespace) -> list:
     """All samples of the run (after --limit), before sharding. UsageError on a malformed data set."""
     import dataclasses
 
-    from .datasets import DatasetError, load_samples
+    from .datasets import DatasetError, load_samples, notes_muted
     from .datasets.files import deferred_image_errors
 
     if not args.root:
         raise UsageError("--root is required with --dataset")
     try:
-        with deferred_image_errors() as bad_images:
+        with deferred_image_errors() as bad_images, notes_muted(_notes_shown(args)):
             samples = load_samples(args.dataset, args.root, args.split, **dataset_options(args))
     except DatasetError as exc:
         raise UsageError(str(exc)) from None
@@ -134,6 +134,14 @@ def load_run_samples(args: argparse.Namespace) -> list:
     # A damaged image fails its own samples (recorded by run_stage), not the whole run.
     return [dataclasses.replace(s, extra=s.extra + ((IMAGE_ERROR, bad_images[Path(s.image_path)]),))
             if Path(s.image_path) in bad_images else s for s in samples]
+
+
+def _notes_shown(args: argparse.Namespace) -> bool:
+    """Whether an earlier stage of this run already wrote its config (and showed the data set's
+    notes, such as RRSIS-D's detected bbox convention): later stages do not repeat them."""
+    out = getattr(args, "out", None) or os.path.join("outputs", f"{args.dataset}_{args.split}")
+    roots = [Path(out)] + ([Path(args.source_run)] if getattr(args, "source_run", None) else [])
+    return any((root / f"{stage}_config.json").is_file() for root in roots for stage in ("overview", "focus", "evolve"))
 
 
 IMAGE_ERROR = "image_error"

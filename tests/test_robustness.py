@@ -22,6 +22,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from rsvg_zeroov.runner import read_stage_config
+
 REPO = Path(__file__).resolve().parents[1]
 STAGE1 = ["llmattn.py", "--model", "tiny", "--max-new-tokens", "4"]
 # null-text optimisation itself is covered by tests/test_focus_inversion.py; here the cheap DDIM inversion
@@ -148,7 +150,7 @@ def test_two_node_rendezvous_equals_one(reference, data, tiny_dir, tmp_path):
     assert _tree(run) == _tree(reference)
     assert {p.name for p in (run / "evolve").glob("records-*.jsonl")} == {"records-0.jsonl", "records-1.jsonl"}
     for stage, key, value in (("overview", "world_size", 2), ("focus", "world_size", 2), ("evolve", "shard", "0/2")):
-        assert json.loads((run / f"{stage}_config.json").read_text())[key] == value
+        assert read_stage_config(run / f"{stage}_config.json")["run"][key] == value
 
 
 def test_explicit_shards_are_disjoint_and_complete(reference, data, tiny_dir, tmp_path):

@@ -178,8 +178,9 @@ class Registry:
             return (f"{what} {e.key!r}: checkpoint {ref.source} not found; download {e.checkpoint}"
                     f"{f' from {e.url}' if e.url else ''} into {where}/, or pass {flag} FILE")
         if looks_like_path(ref.source) or Path(ref.source).exists():
-            return (f"{what} {ref.source!r}: no such model folder or file (a folder must hold {self.probe}); "
-                    f"pass {flag} with a registry key, hub id or folder")
+            state = "does not exist" if not Path(ref.source).exists() else f"holds no {self.probe}"
+            return (f"{what}: model path {ref.source} {state}; pass {flag} with a registry key "
+                    f"({', '.join(self.keys())}), a hub id or a model folder")
         return (f"{what} {ref.source!r} is not in the local Hugging Face cache: download it once with "
                 f"`hf download {ref.source}` (needs network), or pass {flag} /path/to/folder")
 

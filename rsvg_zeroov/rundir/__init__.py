@@ -4,7 +4,7 @@
 (``rundir/overview.py``, ``rundir/focus.py``, ``rundir/evolve.py``); the layout is described for
 users in docs/run-directory.md.
 
-Layout (CONTRACTS.md)::
+Layout (docs/run-directory.md)::
 
     RUN/overview/<sample_id>.npy        float32|float16 (1 + n_layers, gh, gw): [0] fused A_C, [1:] raw a_l
     RUN/overview/<sample_id>.json       sidecar: prompt, answer, layers, weights, grid, image size, model, dtype
@@ -15,7 +15,7 @@ Layout (CONTRACTS.md)::
     RUN/masks/<sample_id>.png           uint8 0/255 at the original image size
     RUN/evolve/records-<rank>.jsonl     stage-3 per-sample records, append-only (assembled into predictions.jsonl)
     RUN/maps/<sample_id>.npz            stage-3 soft maps (opt-in --save-maps)
-    RUN/panels/<sample_id>.png, RUN/index.html   tools/visualize.py
+    RUN/panels/<sample_id>.png, RUN/thumbs/<sample_id>.jpg, RUN/index.html   tools/visualize.py
     RUN/predictions.jsonl
     RUN/metrics.json
     RUN/<stage>_config.json
@@ -193,6 +193,12 @@ class RunDir:
 
     def panel_png(self, sid: str) -> Path:
         return self.root / self.panel_rel(sid)
+
+    def thumb_rel(self, sid: str) -> str:
+        return f"thumbs/{sid}.jpg"
+
+    def thumb_jpg(self, sid: str) -> Path:
+        return self.root / self.thumb_rel(sid)
 
     @property
     def index_html(self) -> Path:

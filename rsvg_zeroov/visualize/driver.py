@@ -18,7 +18,7 @@ from typing import Iterator, Sequence
 from ..evolve.config import EvolveConfig
 from ..rundir import RunDir, atomic_write_bytes
 from .data import gather, load_evolve_config
-from .index import THUMB_WIDTH, IndexEntry, render_index, thumb_rel
+from .index import THUMB_WIDTH, IndexEntry, render_index
 from .panel import render_panel, thumbnail
 
 log = logging.getLogger(__name__)
@@ -39,8 +39,8 @@ def draw_sample(run: RunDir, sample, config: EvolveConfig, protocol: str | None)
     data = gather(run, sample, config, protocol)
     png = render_panel(data)
     atomic_write_bytes(run.panel_png(sid), png)
-    atomic_write_bytes(run.root / thumb_rel(sid), thumbnail(png, THUMB_WIDTH))
-    return IndexEntry(sid, sample.expression, data.iou, data.iou_kind, run.panel_rel(sid), thumb_rel(sid))
+    atomic_write_bytes(run.thumb_jpg(sid), thumbnail(png, THUMB_WIDTH))
+    return IndexEntry(sid, sample.expression, data.iou, data.iou_kind, run.panel_rel(sid), run.thumb_rel(sid))
 
 
 def _draw_job(job: tuple) -> tuple[IndexEntry | None, str | None]:

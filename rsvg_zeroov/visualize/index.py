@@ -46,11 +46,6 @@ class IndexEntry:
     thumb: str | None = None
 
 
-def thumb_rel(sid: str) -> str:
-    """The thumbnail's path relative to the run directory."""
-    return f"thumbs/{sid}.jpg"
-
-
 def format_iou(value: float) -> str:
     """The one number format of IoUs on the page and in the panels: a fraction, three decimals."""
     return f"{value:.3f}"
