@@ -2,8 +2,8 @@
 
 Hand-written on purpose: with the libraries' encoders stage 3 spends more than 15 % more CPU per
 sample. Measured inside stage 3 (``python bench/bench_evolve.py --codecs``, 1000 samples of
-800 x 800, 2 shared cores): PIL (``compress_level=1``) +36 % CPU ms/sample (-33 % samples/s), OpenCV
-(``IMWRITE_PNG_COMPRESSION 1``, RLE strategy) +74 % (-50 %). A 1-bit PNG would be as fast with
+800 x 800, 2 shared cores, two runs): PIL (``compress_level=1``) +34..36 % CPU ms/sample
+(-22..-33 % samples/s), OpenCV (``IMWRITE_PNG_COMPRESSION 1``, RLE strategy) +73..74 % (-38..-50 %). A 1-bit PNG would be as fast with
 OpenCV but changes the file format (PIL reads it as mode "1", not 0/255).
 """
 from __future__ import annotations

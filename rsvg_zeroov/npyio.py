@@ -5,10 +5,12 @@ unpickled), checks dtype, shape and length before reading, then reads the data i
 :class:`NpyBuffer`; ``load_npy`` adds the finiteness check and the float32 cast. Errors are
 :class:`DumpError` naming the file.
 
-Why not ``np.load``: it cannot read into existing memory, so stage 3 would allocate (and
-page-fault) two fresh 2-4 MB arrays per sample. Measured inside stage 3
-(``python bench/bench_evolve.py --codecs``, 1000 samples, 2 shared cores): +8 % CPU per sample and
--24 % samples/s; NumPy's header parser instead of a hand-written one costs ~0.01 ms per file.
+Why the data is still read by hand (eight lines of ``readinto``, no format logic): np.load cannot
+read into existing memory, and the reused buffer is part of this module's contract (``SReader``
+reads two 2-4 MB matrices per sample without allocating). Measured inside stage 3
+(``python bench/bench_evolve.py --codecs``, 1000 samples, 2 shared cores): np.load costs +2 % CPU
+per sample and -3 % samples/s at load average 1.7, +8 % and -24 % at load 5; NumPy's header parser
+instead of the earlier hand-written one costs ~0.01 ms per file.
 """
 from __future__ import annotations
 

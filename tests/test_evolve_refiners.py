@@ -176,3 +176,20 @@ def test_a_run_folder_without_dumps_names_them_and_suggests_from(crafted, tmp_pa
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "stage 1" in err[0] and "stage 2" in err[0] and "--from" in err[0], err
     assert not (empty.root / "masks").exists()
+
+
+def test_a_recorded_config_reruns_the_same_settings(crafted, tmp_path):
+    jsonl, run, _ = crafted
+    assert cli(jsonl, run, "--no-sam", "--alpha", "0.6", "--k", "3") == 0
+    import rs_evolve
+
+    again = tmp_path / "again"
+    argv = ["--dataset", "jsonl", "--root", str(jsonl), "--split", "test", "--from", str(run.root),
+            "--out", str(again), "--config", str(run.config("evolve"))]
+    assert rs_evolve.main(argv) == 0
+    from rsvg_zeroov.rundir import RunDir
+
+    cfg = read_evolve_config(RunDir(again))
+    assert (cfg["alpha"], cfg["k"], cfg["refiner"]) == (0.6, 3, None)
+    for sid in IDS:
+        assert (again / "masks" / f"{sid}.png").read_bytes() == run.mask_png(sid).read_bytes()
