@@ -61,8 +61,8 @@ class EvolveConfig:
         "--refiner", f"mask refiner key (vit_h, vit_l, vit_b, tiny, box-fill; '{NO_REFINER}' = "
         "no refinement; python -m rsvg_zeroov.models lists them)", metavar="KEY", parse=_refiner_name))
     refiner_checkpoint: str | None = field(default=None, metadata=cli.flag(
-        "--refiner-checkpoint", "the refiner's weights file, or 'tiny' (default: "
-        "sam_checkpoint/<official file name>)", aliases=("--sam-checkpoint",), metavar="FILE"))
+        "--refiner-checkpoint", "the refiner's weights file, or 'tiny'; none = "
+        "sam_checkpoint/<its official file name>", aliases=("--sam-checkpoint",), metavar="FILE"))
     save_maps: bool = field(default=False, metadata=cli.flag(
         "--save-maps", "also write RUN/maps/<id>.npz (c, a_cs, seeds, region, a_e on the 32 grid)",
         store_true=True))
