@@ -71,7 +71,7 @@ def stage3_iou(s_ref: np.ndarray, s_low: np.ndarray, sample: dict) -> float:
     from rsvg_zeroov.evolve.config import EvolveConfig
     from rsvg_zeroov.evolve.evolve import evolve
 
-    cfg, a_c, size = EvolveConfig(sam=False), blob(sample["mask"]), sample["mask"].shape
+    cfg, a_c, size = EvolveConfig(refiner=None), blob(sample["mask"]), sample["mask"].shape
     return iou(evolve(a_c, s_ref, size, cfg).mask, evolve(a_c, s_low, size, cfg).mask)
 
 
@@ -100,7 +100,7 @@ def check_overview(args, samples) -> list[str]:
     results = {}
     for dtype in (torch.float32, torch.bfloat16):
         ov = Overview(OverviewConfig(max_new_tokens=20, min_new_tokens=20, greedy=True), args.device)
-        ov.model, ov.processor = build_qwen(args.scale, args.device, dtype)
+        ov.attach(*build_qwen(args.scale, args.device, dtype))
         results[dtype] = ov([(s["rgb"], s["expression"]) for s in samples])
     pairs = list(zip(results[torch.float32], results[torch.bfloat16]))
     diff = max(float(np.abs(a.fused - b.fused).max()) for a, b in pairs)

@@ -117,7 +117,8 @@ def build_sd(scale: str, device="cpu", dtype=None, seed: int = 0):
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from rsvg_zeroov.models.registry import ModelRef, SDComponents
+    from rsvg_zeroov.models.base import ModelRef
+    from rsvg_zeroov.models.sd import StableDiffusion as SDComponents
     from rsvg_zeroov.tiny.sd import unet_config, vae_config
 
     _check_scale(scale)
@@ -151,12 +152,7 @@ def build_sam(scale: str, device="cpu", seed: int = 0):
 
 
 def sam_refiner(model, sam_type: str):
-    """A :class:`rsvg_zeroov.evolve.refine.SamRefiner` around an already built ``model`` (no checkpoint)."""
-    from unittest import mock
+    """A :class:`rsvg_zeroov.models.sam.SamRefiner` around an already built ``model`` (no checkpoint)."""
+    from rsvg_zeroov.models.sam import SamRefiner
 
-    from rsvg_zeroov.evolve.refine import SamRefiner
-    from rsvg_zeroov.models import registry
-
-    built = (model, sam_type, Path(f"<random {sam_type} weights>"))
-    with mock.patch.object(registry, "load_sam", lambda *args, **kwargs: built):
-        return SamRefiner(checkpoint=None, sam_type=sam_type)
+    return SamRefiner(model, sam_type, f"<random {sam_type} weights>")

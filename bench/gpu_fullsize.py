@@ -130,10 +130,8 @@ class Bench:
 
         a = self.args
         config = OverviewConfig(max_new_tokens=TOKENS, min_new_tokens=TOKENS, greedy=True, batch_size=a.batch_size)
-        self.overview = Overview(config, a.device)
         dtype = resolve_dtype(config.dtype, a.device)
-        self.overview.model, self.overview.processor = build_qwen(a.scale, a.device, dtype, a.seed)
-        config.check_layers(self.overview.model.config.text_config.num_hidden_layers)
+        self.overview = Overview(config, a.device).attach(*build_qwen(a.scale, a.device, dtype, a.seed))
         self.info["qwen"] = (f"Qwen2.5-VL ({_count(self.overview.model)}, "
                              f"{str(dtype).removeprefix('torch.')})")
 
@@ -216,7 +214,7 @@ class Bench:
         for s, a_c, sm in zip(items, a_cs, ss):
             def call(s=s, a_c=a_c, sm=sm):
                 mask = evolve(a_c, sm, s["rgb"].shape[:2], self.evolve_config).mask
-                if variant == "released" or refiner.image_path != Path(s["key"]):
+                if variant == "released" or refiner.image_key != Path(s["key"]):
                     refiner.set_image(s["rgb"], key=s["key"])
                 return refiner.refine(mask if mask.any() else s["mask"])[0]
             with tf32(self.args.tf32 and variant == "ours"):
@@ -254,7 +252,7 @@ def measure(bench: Bench, samples: list[dict], t_start: float) -> dict:
     if 2 in a.stages:
         bench.focus = full
     for refiner in getattr(bench, "refiners", {}).values():
-        refiner.image_path = None  # measured rounds start without a cached SAM embedding
+        refiner.image_key = None  # measured rounds start without a cached SAM embedding
     bench.meter.record, bench.phases = True, defaultdict(list)
     agree, last, measured = defaultdict(list), 0.0, 0
     for k, items in enumerate(rounds):
@@ -287,7 +285,7 @@ def run_to_run(bench: Bench, items: list[dict], first: tuple) -> dict:
     a second run in the same process lands from the first (GPU kernels may reduce in another order)."""
     bench.meter.record = False
     for refiner in getattr(bench, "refiners", {}).values():
-        refiner.image_path = None
+        refiner.image_key = None
     (ac1, s1, m1), (ac2, s2, m2) = first, bench.run_round(items, ("ours",))["ours"]
     out = {"n": len(items),
            "a_c": max(float(np.abs(x - y).max()) for x, y in zip(ac1, ac2)),

@@ -119,20 +119,23 @@ def config_from_args(config_cls, args: argparse.Namespace, base=None):
 
 def config_from_file(config_cls, path: str | Path):
     """The config recorded in a ``RUN/<stage>_config.json`` (any layout this project wrote), as
-    ``config_cls``; keys the class does not know are refused by name."""
-    recorded = read_stage_config(path)["config"]
-    names = {f.name for f in dataclasses.fields(config_cls)}
-    unknown = sorted(set(recorded) - names)
-    if unknown:
+    ``config_cls`` (through its ``from_recorded`` when it has one, for renamed settings). Settings
+    the class does not know are refused by name in the current layout (another stage's file?);
+    the earlier flat layout mixed run information in, so there they are skipped."""
+    recorded = read_stage_config(path)
+    values, names = recorded["config"], {f.name for f in dataclasses.fields(config_cls)}
+    unknown = sorted(set(values) - names)
+    if unknown and (recorded["layout"] == "current" or not set(values) & names) \
+            and not hasattr(config_cls, "from_recorded"):
         raise UsageError(f"{path}: settings {unknown} are not {config_cls.__name__} fields; "
                          f"is this the config of another stage?")
-    hints = typing.get_type_hints(config_cls)
-    values = {}
-    for k, v in recorded.items():
-        base, _ = _scalar_type(hints[k])
-        values[k] = tuple(v) if base is tuple and isinstance(v, list) else v
     try:
-        return config_cls(**values)
+        if hasattr(config_cls, "from_recorded"):
+            return config_cls.from_recorded(values)
+        hints = typing.get_type_hints(config_cls)
+        known = {k: tuple(v) if _scalar_type(hints[k])[0] is tuple and isinstance(v, list) else v
+                 for k, v in values.items() if k in names}
+        return config_cls(**known)
     except (TypeError, ValueError) as exc:
         raise UsageError(f"{path}: {exc}") from None
 

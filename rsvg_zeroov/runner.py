@@ -405,17 +405,18 @@ def write_stage_config(run: RunDir, stage: Stage, run_info: dict, rank: int = 0)
 
 
 def read_stage_config(path: str | os.PathLike) -> dict:
-    """``{"config", "resolved", "run", "versions"}`` of a stage config file, also from the layouts
+    """``{"stage", "layout", "config", "resolved", "run", "versions"}`` of a stage config file, also from the layouts
     of earlier versions (stage 3 wrote its settings at the top level; stages 1-2 nested them under
     "config" with the rest at the top level). Raises DumpError naming the file."""
     raw = load_json(path)
+    base = {"stage": raw.get("stage"), "versions": raw.get("versions", {})}
     if isinstance(raw.get("config"), dict) and isinstance(raw.get("run"), dict):
-        return {"config": raw["config"], "resolved": raw.get("resolved", {}), "run": raw["run"],
-                "versions": raw.get("versions", {})}
+        return {**base, "layout": "current", "config": raw["config"], "resolved": raw.get("resolved", {}),
+                "run": raw["run"]}
     top = {k: v for k, v in raw.items() if k not in ("stage", "config", "versions")}
     if isinstance(raw.get("config"), dict):  # earlier stages 1-2
-        return {"config": raw["config"], "resolved": top, "run": top, "versions": raw.get("versions", {})}
-    return {"config": top, "resolved": {}, "run": top, "versions": raw.get("versions", {})}  # earlier stage 3
+        return {**base, "layout": "nested", "config": raw["config"], "resolved": top, "run": top}
+    return {**base, "layout": "flat", "config": top, "resolved": {}, "run": top}  # earlier stage 3
 
 
 def library_versions() -> dict:

@@ -88,10 +88,12 @@ class Entry:
 class Registry:
     """The keys of one role. ``probe``: the file whose presence makes a folder or hub cache entry
     count as available (``config.json`` for transformers models, ``model_index.json`` for pipelines).
-    ``checkpoint_dir``: where checkpoint-file entries live (``sam_checkpoint/``)."""
+    ``checkpoint_dir``: where checkpoint-file entries live (``sam_checkpoint/``). ``skip_hint``: how a
+    command runs without this role, named in the missing-model message (``--no-sam``)."""
 
-    def __init__(self, role: str, probe: str = "config.json", checkpoint_dir: str | None = None):
-        self.role, self.probe = role, probe
+    def __init__(self, role: str, probe: str = "config.json", checkpoint_dir: str | None = None,
+                 skip_hint: str = ""):
+        self.role, self.probe, self.skip_hint = role, probe, skip_hint
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
         self._entries: dict[str, Entry] = {}
         REGISTRIES[role] = self
@@ -176,7 +178,8 @@ class Registry:
         if e is not None and e.checkpoint is not None:
             where = self.checkpoint_dir or Path(".")
             return (f"{what} {e.key!r}: checkpoint {ref.source} not found; download {e.checkpoint}"
-                    f"{f' from {e.url}' if e.url else ''} into {where}/, or pass {flag} FILE")
+                    f"{f' from {e.url}' if e.url else ''} into {where}/, or pass {flag} FILE"
+                    f"{f', or run without it ({self.skip_hint})' if self.skip_hint else ''}")
         if looks_like_path(ref.source) or Path(ref.source).exists():
             state = "does not exist" if not Path(ref.source).exists() else f"holds no {self.probe}"
             return (f"{what}: model path {ref.source} {state}; pass {flag} with a registry key "

@@ -19,7 +19,7 @@ import numpy as np
 from .base import TINY, ModelRef, Registry, ensure_tiny, load_object
 
 SAM_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
-REFINERS = Registry("refiner", probe="", checkpoint_dir="sam_checkpoint")
+REFINERS = Registry("refiner", probe="", checkpoint_dir="sam_checkpoint", skip_hint="--no-sam")
 REFINERS.add("vit_h", adapter="rsvg_zeroov.models.sam:SamRefiner", checkpoint="sam_vit_h_4b8939.pth",
              url=SAM_URL + "sam_vit_h_4b8939.pth", size="2.4 GB", default=True, sam_type="vit_h")
 REFINERS.add("vit_l", adapter="rsvg_zeroov.models.sam:SamRefiner", checkpoint="sam_vit_l_0b3195.pth",

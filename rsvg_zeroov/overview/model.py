@@ -78,6 +78,18 @@ class Overview:
         self.config.check_layers(self.adapter.num_layers)
         return self
 
+    def attach(self, model, processor, ref=None) -> "Overview":
+        """Use an already built Qwen2.5-VL ``model`` + ``processor`` (benchmarks build random
+        full-size models in memory) instead of :meth:`load`."""
+        from ..models.base import ModelRef
+        from ..models.qwen2_5_vl import Qwen25VL
+
+        adapter = Qwen25VL(ref or ModelRef("vlm", "<in memory>", None))
+        adapter.model, adapter.processor = model, processor
+        self.adapter, self.model, self.processor, self.ref = adapter, model, processor, adapter.ref
+        self.config.check_layers(adapter.num_layers)
+        return self
+
     @property
     def released_arithmetic(self) -> bool:
         """Average in the model dtype and fuse in float64 (released fidelity, half-precision model)."""
