@@ -11,10 +11,10 @@ import json
 from dataclasses import dataclass, field
 
 from .. import cli
+from ..fidelity import FIDELITIES  # noqa: F401 - re-exported
 
 GRID = 32  # every map of stage 3 lives on the 32 x 32 grid
 N_TOKENS = GRID * GRID  # 1024 query/key positions of the interaction matrix S
-FIDELITIES = ("released", "corrected")
 RESOLUTIONS = (16, 32, 64)
 NO_REFINER = "none"  # what --refiner takes for "no refinement" (config value None)
 # earlier spellings of the refiner settings (configs written before the refiner role, old callers)

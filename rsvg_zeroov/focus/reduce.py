@@ -17,7 +17,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-FIDELITIES = ("released", "corrected")
+from ..fidelity import FIDELITIES  # noqa: F401 - re-exported
+
 
 
 def _side(matrix: torch.Tensor) -> int:

@@ -7,12 +7,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from ..cli import flag
+from ..fidelity import FIDELITIES  # noqa: F401 - re-exported
 
 # The released grounding prompt, verbatim (note the two spaces after "description.").
 PROMPT_TEMPLATE = ("Locate it according to the following description.  {q} "
                    "The output format should be like [x1, y1, x2, y2] without any other text.")
 DTYPES = ("float32", "float16", "bfloat16")
-FIDELITIES = ("released", "corrected")
 
 
 class LayerError(ValueError):
