@@ -28,7 +28,7 @@ device, torch version and the exact command, and the run-to-run difference of ou
 round run again, untimed: the GPU determinism tolerance). ``--time-budget`` stops adding rounds when
 the next one would not end in time (at least one round is measured; the repeat only if it fits).
 ``--steps`` / ``--inner-steps`` exist for ``--scale small`` only: at full scale the schedule is
-always the METHOD one.
+always the paper's one (docs/method.md).
 """
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ from rsvg_zeroov.focus import capture as focus_capture  # noqa: E402
 TOKENS = 20
 STAGES = {1: "1 overview", 2: "2 focus", 3: "3 evolve+SAM"}
 VARIANTS = ("ours", "released")
-SMALL_DEFAULTS = dict(n=2, steps=4, inner_steps=2)  # CPU seconds; full scale: n=8 and METHOD's 20 x 10
+SMALL_DEFAULTS = dict(n=2, steps=4, inner_steps=2)  # CPU seconds; full scale: n=8 and the paper's 20 x 10
 GOALS = {1: "<= 0.5 s", 2: "floor ~1 s", 3: "<= 0.2 s", 0: "<= 3 s and >= 10x"}
 
 
@@ -88,7 +88,7 @@ def parse_args(argv=None):
     p.add_argument("--out", default=str(REPO / "bench" / "results_gpu_fullsize.md"))
     args = p.parse_args(argv)
     if args.scale == "full" and (args.steps is not None or args.inner_steps is not None):
-        p.error("--steps/--inner-steps are for --scale small only; full scale runs METHOD's 20 x 10 schedule")
+        p.error("--steps/--inner-steps are for --scale small only; full scale runs the paper's 20 x 10 schedule")
     args.stages = sorted({int(s) for s in args.stages.split(",")})
     if not set(args.stages) <= set(STAGES):
         p.error(f"--stages {args.stages}: choose from 1,2,3")

@@ -1,4 +1,4 @@
-"""Synthetic data sets in every on-disk format of DATASETS.md (for tests, demos and smoke runs).
+"""Synthetic data sets in every on-disk format of docs/datasets.md (for tests, demos and smoke runs).
 
 ``write_dataset(fmt, out, n)`` writes ``n`` samples of coloured objects on textured ground
 (scenes.py) in format ``fmt`` and returns the path to pass as ``--root``. Images are

@@ -1,4 +1,4 @@
-"""One writer per on-disk format of DATASETS.md, filled with synthetic scenes (scenes.py).
+"""One writer per on-disk format of docs/datasets.md, filled with synthetic scenes (scenes.py).
 
 Each writer is ``(out, n, seed, width, height, split) -> SyntheticDataset``: it writes ``n`` samples of
 ``split`` (plus a few of another split, so split filtering is exercised) under ``out`` and returns
