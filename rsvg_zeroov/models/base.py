@@ -180,6 +180,9 @@ class Registry:
             return (f"{what} {e.key!r}: checkpoint {ref.source} not found; download {e.checkpoint}"
                     f"{f' from {e.url}' if e.url else ''} into {where}/, or pass {flag} FILE"
                     f"{f', or run without it ({self.skip_hint})' if self.skip_hint else ''}")
+        if self.checkpoint_dir is not None and (e is None or e.hub_id is None) and looks_like_path(ref.source):
+            return (f"{what} checkpoint {ref.source} not found; pass {flag} with an existing file"
+                    f"{f', or run without it ({self.skip_hint})' if self.skip_hint else ''}")
         if looks_like_path(ref.source) or Path(ref.source).exists():
             state = "does not exist" if not Path(ref.source).exists() else f"holds no {self.probe}"
             return (f"{what}: model path {ref.source} {state}; pass {flag} with a registry key "
