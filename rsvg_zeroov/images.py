@@ -34,23 +34,15 @@ def _to_uint8(arr: np.ndarray) -> np.ndarray:
 
 
 def load_rgb(path: str | Path) -> np.ndarray:
-    """Return the image at ``path`` as uint8 RGB (H, W, 3)."""
-    from PIL import Image, UnidentifiedImageError
-
-    path = Path(path)
-    if not path.is_file():
-        raise ImageError(f"{path}: image file is missing")
-    if path.stat().st_size == 0:
-        raise ImageError(f"{path}: image file is empty (0 bytes)")
-    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
-    try:
-        with Image.open(path) as im:
+    """Return the image at ``path`` as uint8 RGB (H, W, 3) (PIL's decoding; alpha dropped)."""
+    with _open_checked(path) as im:
+        try:
             if im.mode in ("RGB", "L", "RGBA", "P", "LA", "CMYK", "YCbCr", "1"):
                 arr = np.asarray(im.convert("RGB"))
             else:  # I;16, I, F ...: scale to 8 bits first
                 arr = np.asarray(im)
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError, ValueError) as exc:
-        raise ImageError(f"{path}: unreadable image ({exc})") from None
+        except (OSError, ValueError) as exc:
+            raise ImageError(f"{path}: unreadable image ({exc})") from None
     if arr.ndim == 2:
         arr = np.repeat(_to_uint8(arr)[..., None], 3, axis=2)
     elif arr.ndim == 3 and arr.shape[2] != 3:

@@ -13,20 +13,19 @@ The library never prints or exits: bad settings raise :class:`UsageError`, which
 from __future__ import annotations
 
 import argparse
-import fcntl
-import json
 import logging
 import os
 import sys
-import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, NoReturn, Protocol, Sequence, runtime_checkable
+from typing import Callable, NoReturn, Protocol, Sequence, runtime_checkable
 
 from .datasets import LOADERS
-from .rundir import RunDir, load_json, save_json
+from .rundir import RunDir
+from .rundir.failures import locked, prune_failures, record_failure  # noqa: F401 - re-exported
+from .rundir.stage_config import (jsonable, library_versions, read_stage_config,  # noqa: F401 - re-exported
+                                  stage_config_body, write_config, write_stage_config)
 
 log = logging.getLogger(__name__)
 DATASET_CHOICES = tuple(LOADERS)  # the loader registry is the one list of data sets
@@ -171,54 +170,6 @@ def input_error(sample, min_side: int | None = None) -> str | None:
 def shard(samples: Sequence, rank: int, world: int) -> list:
     """Strided shard: disjoint, and the union over ranks is every sample."""
     return list(samples[rank::world])
-
-
-# ------------------------------------------------------------------------------------ failures
-@contextmanager
-def locked(run: RunDir, name: str = "run") -> Iterator[None]:
-    """An exclusive lock on the run directory, shared by every process of the run (all ranks).
-
-    ``flock`` on the directory itself, so no lock file is left behind. Re-entrant within a process
-    (``name`` is only a label): the threads of one process queue on a process-wide lock first.
-    """
-    run.root.mkdir(parents=True, exist_ok=True)
-    key = str(run.root.resolve())
-    with _LOCK_GUARD:
-        if key in _HELD:  # this thread already holds the run's lock
-            yield
-            return
-        fd = os.open(run.root, os.O_RDONLY)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            _HELD.add(key)
-            try:
-                yield
-            finally:
-                _HELD.discard(key)
-                fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
-            os.close(fd)
-
-
-_LOCK_GUARD = threading.RLock()
-_HELD: set[str] = set()
-
-
-def record_failure(run: RunDir, sid: str, stage: str, exc: BaseException) -> None:
-    msg = f"{type(exc).__name__}: {exc}"
-    with locked(run):
-        run.append_failure(sid, stage, msg)
-
-
-def prune_failures(run: RunDir, stage: str, done: Callable[[str], bool]) -> None:
-    """Drop this stage's failure records whose sample now has valid outputs (a successful retry)."""
-    with locked(run):
-        records = run.read_failures()
-        keep = [r for r in records if not (r.get("stage") == stage and done(r.get("sample_id", "")))]
-        if len(keep) != len(records):
-            from .rundir import atomic_write_bytes
-
-            atomic_write_bytes(run.failures, "".join(json.dumps(r) + "\n" for r in keep).encode())
 
 
 # ------------------------------------------------------------------------------------ the loop
@@ -380,74 +331,8 @@ def _free_device_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def write_config(run: RunDir, stage: str, config: dict, rank: int = 0) -> None:
-    """Write ``RUN/<stage>_config.json`` = ``{"stage": stage, **config, "versions": ...}`` (rank 0
-    only, so shards do not race). Stages write it through :func:`write_stage_config`."""
-    if rank != 0:
-        return
-    save_json(run.config(stage), {"stage": stage, **config, "versions": library_versions()})
-
-
-def stage_config_body(stage: Stage, run_info: dict) -> dict:
-    """The one schema of ``RUN/<stage>_config.json`` for every stage (the ``stage`` and
-    ``versions`` keys are added by :func:`write_config`)::
-
-        {"stage", "config": {every setting}, "resolved": {model source, dtype, ...},
-         "run": {dataset, root, split, limit, shard, world_size, device, source_run}, "versions"}
-    """
-    settings = stage.settings()
-    return {"config": jsonable(settings.get("config", {})), "resolved": jsonable(settings.get("resolved", {})),
-            "run": jsonable(run_info)}
-
-
-def write_stage_config(run: RunDir, stage: Stage, run_info: dict, rank: int = 0) -> None:
-    write_config(run, stage.name, stage_config_body(stage, run_info), rank)
-
-
-def read_stage_config(path: str | os.PathLike) -> dict:
-    """``{"stage", "layout", "config", "resolved", "run", "versions"}`` of a stage config file, also from the layouts
-    of earlier versions (stage 3 wrote its settings at the top level; stages 1-2 nested them under
-    "config" with the rest at the top level). Raises DumpError naming the file."""
-    raw = load_json(path)
-    base = {"stage": raw.get("stage"), "versions": raw.get("versions", {})}
-    if isinstance(raw.get("config"), dict) and isinstance(raw.get("run"), dict):
-        return {**base, "layout": "current", "config": raw["config"], "resolved": raw.get("resolved", {}),
-                "run": raw["run"]}
-    top = {k: v for k, v in raw.items() if k not in ("stage", "config", "versions")}
-    if isinstance(raw.get("config"), dict):  # earlier stages 1-2
-        return {**base, "layout": "nested", "config": raw["config"], "resolved": top, "run": top}
-    return {**base, "layout": "flat", "config": top, "resolved": {}, "run": top}  # earlier stage 3
-
-
-def library_versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"python": sys.version.split()[0]}
-    for name in ("rsvg-zeroov", "torch", "transformers", "diffusers", "segment-anything", "numpy"):
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = None
-    return out
-
-
 def exit_code(report: StageReport) -> int:
     return 1 if report.failed else 0
-
-
-def jsonable(obj):
-    """Dataclass/Path/tuple -> plain JSON types (for configs)."""
-    from dataclasses import asdict, is_dataclass
-
-    if is_dataclass(obj):
-        obj = asdict(obj)
-    if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
 
 
 def pick_device(name: str | None = None) -> str:

@@ -13,7 +13,6 @@ import pickle
 import shutil
 import xml.etree.ElementTree as ET
 from contextlib import redirect_stderr, redirect_stdout
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings

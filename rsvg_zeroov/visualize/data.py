@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..evolve.config import GRID, EvolveConfig
-from ..rundir import DumpError, RunDir, load_json
+from ..rundir import DumpError, RunDir
 
 # The keys rs_evolve.py --save-maps writes (rsvg_zeroov.evolve.EvolveResult.maps()).
 MAP_KEYS = ("c", "a_cs", "seeds", "region", "a_e")
