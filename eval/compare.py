@@ -11,6 +11,7 @@ mIoU, oIoU, Pr@0.3, Pr@0.5, Pr@0.6, Pr@0.7, Pr@0.8, Pr@0.9 (default: Pr@0.5 and 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
@@ -66,6 +67,7 @@ def run(argv: list[str] | None = None) -> int:
         base = Path(args.source_run)
         if not base.is_dir():
             raise UsageError(f"--from {base}: run directory not found")
+        derived = not folders
         folders = [base, *(folders or derived_runs(base))]
     if not folders:
         raise UsageError("give run directories, or --from RUN")
@@ -75,6 +77,10 @@ def run(argv: list[str] | None = None) -> int:
         try:
             metrics = load_json(run_dir.metrics)
         except DumpError as exc:
+            if args.source_run is not None and derived and folder != folders[0]:  # found, not named
+                logging.getLogger("compare").warning("%s: no metrics.json yet (run eval/evaluate.py --out %s); "
+                                                     "left out", folder, folder)
+                continue
             raise UsageError(f"{exc} (run eval/evaluate.py --out {folder} first)") from None
         runs.append((run_dir.root.resolve().name, metrics))
     print(compare_table(runs, args.metric))

@@ -30,7 +30,8 @@ from rsvg_zeroov.runner import UsageError, add_dataset_args, load_run_samples, r
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_dataset_args(p, source=True)
+    add_dataset_args(p, source="score the predictions and masks of this run directory and write "
+                                "metrics.json into --out")
     p.add_argument("--protocol", choices=sorted(PROTOCOLS), default=None,
                    help="scoring rules (default: zeroov, the released RSVG-ZeroOV evaluation)")
     p.add_argument("--workers", type=int, default=None,
@@ -51,7 +52,7 @@ def run(argv: list[str] | None = None) -> int:
                       known_ids=[s.sample_id for s in full])
     metrics = result.metrics(args.dataset, args.split)
     if out.reads_elsewhere:
-        metrics["source_run"] = str(out.source)
+        metrics["source_run"] = str(out.source.resolve())
     path = write_metrics(out, metrics)
     warn_missing(result)
     print(render(metrics), end="")

@@ -93,8 +93,8 @@ def add_config_flags(parser, config_cls, skip: tuple[str, ...] = ()) -> None:
         kw: dict[str, Any] = {"dest": f.name, "default": None, "help": text}
         if base is bool and spec["store_false"]:
             kw.update(action="store_const", const=False, help=spec["help"])
-        elif base is bool and spec["store_true"]:
-            kw.update(action="store_const", const=True, help=spec["help"])
+        elif base is bool and spec["store_true"]:  # --x, and --no-x to undo a --config file's True
+            kw.update(action=argparse.BooleanOptionalAction, help=spec["help"])
         elif base is bool:
             kw.update(action=argparse.BooleanOptionalAction)
         else:
@@ -123,6 +123,11 @@ def config_from_file(config_cls, path: str | Path):
     the class does not know are refused by name in the current layout (another stage's file?);
     the earlier flat layout mixed run information in, so there they are skipped."""
     recorded = read_stage_config(path)
+    stage = config_cls.__name__.removesuffix("Config").lower()  # OverviewConfig -> "overview"
+    stages = ("overview", "focus", "evolve")
+    if stage in stages and recorded.get("stage") in stages and recorded["stage"] != stage:
+        raise UsageError(f"{path} is the config of stage {recorded['stage']!r}; this script runs "
+                         f"{stage!r}: pass RUN/{stage}_config.json")
     values, names = recorded["config"], {f.name for f in dataclasses.fields(config_cls)}
     unknown = sorted(set(values) - names)
     if unknown and (recorded["layout"] == "current" or not set(values) & names) \

@@ -96,17 +96,18 @@ def read_for_diffusion(path: str | Path) -> np.ndarray:
 
     Defined by the release: RGB as it is, grey repeated to three channels. Defined by us, where the
     released code would crash or feed garbage: RGBA/LA keep their colour channels (alpha dropped, no
-    compositing), palette images are converted to RGB, 16-bit and float images are scaled to 8 bits
-    as OpenCV scales 16-bit data (value >> 8) / by their range for float.
+    compositing), palette, CMYK and YCbCr images are converted to RGB, 16-bit images are scaled to 8
+    bits as OpenCV scales them (value >> 8), other integer and float images by their range.
     """
     with _open_checked(path) as im:
         try:
-            if im.mode == "P":
-                im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+            sixteen = im.mode.startswith("I;16")
+            if im.mode in ("P", "CMYK", "YCbCr", "1"):
+                im = im.convert("RGBA" if im.mode == "P" and "transparency" in im.info else "RGB")
             arr = np.array(im)
         except (OSError, ValueError) as exc:
             raise ImageError(f"{path}: unreadable image ({exc})") from None
-    if arr.dtype == np.uint16 or arr.dtype == np.int32 and arr.size and arr.max() <= 65535 and arr.min() >= 0:
+    if sixteen or arr.dtype == np.uint16:
         arr = (arr.astype(np.uint32) >> 8).astype(np.uint8)
     arr = _to_uint8(arr)
     if arr.ndim == 2:
@@ -130,8 +131,9 @@ def read_for_sam(path: str | Path) -> np.ndarray:
     return np.ascontiguousarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
 
 
-def image_size(path: str | Path) -> tuple[int, int]:
-    """(H, W) of the image file, from its header."""
+def image_hw(path: str | Path) -> tuple[int, int]:
+    """(H, W) of the image file, from its header (``datasets.files.image_size`` is the data sets'
+    (W, H) reader, with a per-run cache)."""
     with _open_checked(path) as im:
         return im.height, im.width
 
@@ -140,7 +142,7 @@ def check_image(path: str | Path, min_side: int = MIN_SIDE) -> tuple[int, int]:
     """(H, W) of a readable image whose sides are at least ``min_side`` pixels, else ImageError.
 
     Run before any model loads, so a bad input costs nothing."""
-    h, w = image_size(path)
+    h, w = image_hw(path)
     if min(h, w) < min_side:
         raise ImageError(f"{path}: image is {w}x{h} pixels; the VLM needs at least {min_side} pixels "
                          f"on each side")

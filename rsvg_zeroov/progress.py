@@ -7,7 +7,9 @@
 
 The library never prints: where stderr is not a terminal (a service, a notebook log, CI) the bar is
 replaced by INFO records of the ``rsvg_zeroov.progress`` logger at 0 %, every 25 % and the end.
-``RSVG_ZEROOV_PROGRESS=0`` silences both; ``=1`` forces the bar.
+A counter opened while another is open (a sample's answer tokens or diffusion steps inside a
+stage's loop over samples) logs at DEBUG, so a long run's log stays readable; on its own (one
+image through ``ground.py`` or the API) it logs at INFO. ``RSVG_ZEROOV_PROGRESS=0`` silences both; ``=1`` forces the bar.
 """
 from __future__ import annotations
 
@@ -30,22 +32,30 @@ def _mode() -> str:
 class _LogBar:
     """The subset of tqdm's interface the library uses, reported through logging."""
 
-    def __init__(self, total: int | None, desc: str):
-        self.total, self.desc, self.n, self._next = total, desc, 0, 0.0
-        log.info("%s: started%s", desc, f" ({total} steps)" if total else "")
+    open = 0  # counters not yet closed (nesting depth)
+
+    def __init__(self, total: int | None, desc: str, level: int = logging.INFO):
+        self.total, self.desc, self.n, self._next, self.level = total, desc, 0, 0.0, level
+        self._closed = False
+        _LogBar.open += 1
+        if total != 0:
+            log.log(level, "%s: started%s", desc, f" ({total} steps)" if total else "")
 
     def update(self, n: int = 1) -> None:
         self.n += n
         if self.total and self.n / self.total >= self._next + 0.25 and self.n < self.total:
             self._next = int(self.n / self.total * 4) / 4
-            log.info("%s: %d/%d", self.desc, self.n, self.total)
+            log.log(self.level, "%s: %d/%d", self.desc, self.n, self.total)
 
     def set_postfix_str(self, text: str) -> None:
         self.postfix = text
 
     def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            _LogBar.open -= 1
         if self.n or self.total:
-            log.info("%s: done (%d%s)", self.desc, self.n, f"/{self.total}" if self.total else "")
+            log.log(self.level, "%s: done (%d%s)", self.desc, self.n, f"/{self.total}" if self.total else "")
             self.n, self.total = 0, 0
 
     def __enter__(self):
@@ -74,8 +84,8 @@ def bar(total: int | None = None, desc: str = "", leave: bool = False):
     mode = _mode()
     if mode == "off":
         return _NoBar(total, desc)
-    if mode == "log":
-        return _LogBar(total, desc)
+    if mode == "log":  # a bar inside another (a sample's steps in a stage's loop) only at DEBUG
+        return _LogBar(total, desc, logging.INFO if not _LogBar.open else logging.DEBUG)
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=desc, leave=leave, dynamic_ncols=True, file=sys.stderr)

@@ -36,9 +36,10 @@ class UsageError(ValueError):
 
 
 # ------------------------------------------------------------------------------------ arguments
-def add_dataset_args(parser: argparse.ArgumentParser, required: bool = True, source: bool = False) -> None:
+def add_dataset_args(parser: argparse.ArgumentParser, required: bool = True, source: bool | str = False) -> None:
     """The data set arguments every data-set-level command takes (docs/run-directory.md);
-    ``source``: also ``--from RUN`` (commands that only read the stage-1/2 dumps: stage 3, eval)."""
+    ``source``: also ``--from RUN`` (commands that only read another run: stage 3, eval); a string
+    is its help text."""
     g = parser.add_argument_group("data set")
     g.add_argument("--dataset", choices=DATASET_CHOICES, required=required)
     g.add_argument("--root", help="data set root folder (or the .jsonl file for --dataset jsonl)")
@@ -49,8 +50,9 @@ def add_dataset_args(parser: argparse.ArgumentParser, required: bool = True, sou
     g.add_argument("--out", default=None, help="run directory (default outputs/<dataset>_<split>)")
     if source:
         g.add_argument("--from", dest="source_run", default=None, metavar="RUN",
-                       help="read the stage-1/2 dumps from this run directory and write into --out "
-                            "(an ablation into a new run folder)")
+                       help=source if isinstance(source, str) else
+                       "read the stage-1/2 dumps from this run directory and write into --out "
+                       "(an ablation into a new run folder)")
     g.add_argument("--limit", type=int, default=None, help="only the first N samples")
     g.add_argument("--shard", default=None, help="I/N: process every N-th sample starting at I "
                    "(default from RANK/WORLD_SIZE under torchrun, else 0/1)")
@@ -72,6 +74,9 @@ def resolve_out(args: argparse.Namespace) -> RunDir:
     source = getattr(args, "source_run", None)
     if source is not None and not Path(source).is_dir():
         raise UsageError(f"--from {source}: run directory not found")
+    if source is not None and Path(source).resolve() == Path(out).resolve():
+        raise UsageError(f"--from {source} and --out {out} name the same folder: --from writes into a new "
+                         f"run folder, give it with --out NEW")
     return RunDir(out, source=source)
 
 
@@ -81,7 +86,7 @@ def run_info(args: argparse.Namespace, rank: int = 0, world: int = 1, device: st
     info = {"dataset": getattr(args, "dataset", None), "root": getattr(args, "root", None),
             "split": getattr(args, "split", None), "limit": getattr(args, "limit", None),
             "shard": f"{rank}/{world}", "world_size": world, "device": device,
-            "source_run": getattr(args, "source_run", None)}
+            "source_run": str(Path(args.source_run).resolve()) if getattr(args, "source_run", None) else None}
     return {**info, **extra}
 
 
@@ -194,7 +199,8 @@ class Stage(Protocol):
         (a missing model is one error, not one failure per sample).
     is_done(sample): the sample's outputs exist, validate and were made with these settings.
     process(batch): compute and write the outputs of a list of samples, atomically.
-    finalize(samples): after every batch, with all samples of the run (all shards).
+    finalize(samples): after every batch, with the samples :func:`run_stage` was given as
+        ``all_samples`` (stage 3 passes every shard's; default: this shard's).
     Optional ``min_image_side``: samples whose image has a shorter side are recorded as failed
     before any work (stage 1: the VLM's 28-pixel cell).
     """
@@ -249,9 +255,9 @@ def run_stage(stage: "Stage | str", run: RunDir, samples: Sequence, is_done: Cal
 
     ``stage`` is a :class:`Stage`; the older form ``run_stage(name, run, samples, is_done, process,
     batch_size, setup=...)`` builds a :class:`FunctionStage` of those callables.
-    ``RUN/<name>_config.json`` is written (rank 0) before any work when ``run_info`` is given, and
-    again after ``setup`` with the resolved settings. ``all_samples``: every sample of the run
-    (default ``samples``), handed to ``finalize``.
+    ``RUN/<name>_config.json`` is written (rank 0) before any work when ``run_info`` is given and
+    some sample needs work (or the file is absent), and again after ``setup`` with the resolved
+    settings. ``all_samples``: every sample of the run (default ``samples``), handed to ``finalize``.
 
     ``setup()`` runs once, only if some sample is not done, before any sample is processed; what
     it raises propagates to the caller. A fully resumed run never calls it.
@@ -262,14 +268,8 @@ def run_stage(stage: "Stage | str", run: RunDir, samples: Sequence, is_done: Cal
     if isinstance(stage, str):
         stage = FunctionStage(stage, is_done, process, batch_size, setup)
     name, t0 = stage.name, time.perf_counter()
-    if run_info is not None:
-        write_stage_config(run, stage, run_info, rank)
     todo = [s for s in samples if not stage.is_done(s)]
     skipped = len(samples) - len(todo)
-    if todo:
-        stage.setup()
-        if run_info is not None:
-            write_stage_config(run, stage, run_info, rank)
     min_side = getattr(stage, "min_image_side", None)  # the VLM stage refuses images below its cell
     errors = {s.sample_id: input_error(s, min_side) for s in todo}
     for s in todo:
@@ -278,6 +278,13 @@ def run_stage(stage: "Stage | str", run: RunDir, samples: Sequence, is_done: Cal
     bad_inputs = sum(1 for e in errors.values() if e)
     failed = bad_inputs
     todo = [s for s in todo if not errors[s.sample_id]]
+    # the config file describes the run that made the outputs: a fully resumed run keeps it
+    if run_info is not None and (todo or not run.config(name).is_file()):
+        write_stage_config(run, stage, run_info, rank)
+    if todo:
+        stage.setup()  # e.g. the model load: only when a valid sample needs it
+        if run_info is not None:
+            write_stage_config(run, stage, run_info, rank)
     size = max(int(stage.batch_size), 1)
     batches = [todo[i:i + size] for i in range(0, len(todo), size)]
     from .progress import bar as progress_bar

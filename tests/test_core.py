@@ -68,6 +68,10 @@ def test_config_file_rerun_reads_every_layout_and_flags_override(tmp_path):
     assert runner.read_stage_config(nested)["resolved"]["model"] == "m"
     args = _parser().parse_args(["--config", str(new), "--k", "6"])
     assert cli.build_config(Demo, args) == Demo(k=6, layers=(3,))
+    from rsvg_zeroov.evolve.config import EvolveConfig
+
+    with pytest.raises(runner.UsageError, match="config of stage 'focus'"):  # another stage's file
+        cli.config_from_file(EvolveConfig, nested)
     other = tmp_path / "other.json"
     other.write_text(json.dumps({"stage": "evolve", "tau": 0.3}))
     with pytest.raises(runner.UsageError, match="tau"):
@@ -209,6 +213,24 @@ def test_from_reads_upstream_dumps_elsewhere_and_writes_here(tmp_path):
     assert run.mask_png("a").parent == tmp_path / "new" / "masks" and run.reads_elsewhere
     with pytest.raises(runner.UsageError, match="not found"):
         runner.resolve_out(argparse.Namespace(out="x", dataset="d", split="s", source_run=str(tmp_path / "no")))
+    with pytest.raises(runner.UsageError, match="same folder"):  # --from never writes into its source
+        runner.resolve_out(argparse.Namespace(out=str(src), dataset="d", split="s", source_run=str(src)))
+    assert runner.run_info(args)["source_run"] == str(src.resolve())
+
+
+def test_stage3_records_of_one_source_are_not_taken_for_another(tmp_path):
+    from rsvg_zeroov.evolve.config import EvolveConfig
+    from rsvg_zeroov.evolve.stage import EvolveStage
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    prints = set()
+    for run in (RunDir(tmp_path / "new"), RunDir(tmp_path / "new", source=tmp_path / "a"),
+                RunDir(tmp_path / "new", source=tmp_path / "b")):
+        stage = EvolveStage(run, EvolveConfig(refiner=None))
+        prints.add(stage.fingerprint)
+        stage.close()
+    assert len(prints) == 3
 
 
 def test_progress_logs_when_not_on_a_terminal(caplog, monkeypatch):
@@ -244,7 +266,7 @@ def test_per_stage_image_readers_follow_each_released_reading(tmp_path):
         im.save(path)
         sam = images.read_for_sam(path)
         np.testing.assert_array_equal(sam, cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB))
-        assert images.read_for_diffusion(path).shape == (30, 40, 3) and images.image_size(path) == (30, 40)
+        assert images.read_for_diffusion(path).shape == (30, 40, 3) and images.image_hw(path) == (30, 40)
         vlm = images.read_for_vlm(path)
         ref = fetch_image({"image": str(path), "resized_height": 56, "resized_width": 84})
         np.testing.assert_array_equal(np.asarray(vlm.resize((84, 56))), np.asarray(ref))  # as qwen_vl_utils reads

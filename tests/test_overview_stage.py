@@ -146,3 +146,19 @@ def test_llmattn_sh_torchrun_two_processes_shard(tmp_path, tiny_qwen):
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert all(RunDir(tmp_path / "run").overview_valid(s) for s in ("s0", "s1", "s2"))
+
+
+def test_resume_compares_every_setting_that_decides_the_maps():
+    """A dump made with another model, fidelity, answer budget, stop rule, prompt or pixel bound is
+    not 'done'; a sidecar of an earlier version (without the newer keys) counts as their defaults."""
+    from rsvg_zeroov.rundir.overview import settings_match
+
+    config = OverviewConfig(model="tiny", max_new_tokens=8)
+    meta = {"model": "/x/tiny/qwen", "model_key": "tiny", "dtype": "float32", "max_pixels": None,
+            "min_pixels": None, "generation": {"max_new_tokens": 8}}
+    assert settings_match(meta, config)  # an earlier sidecar: fidelity etc. absent = defaults
+    for changed in (dict(fidelity="corrected"), dict(stop_at_bracket=True), dict(max_new_tokens=9),
+                    dict(max_pixels=28 * 28 * 64), dict(model="qwen2.5-vl-3b"), dict(dtype="bfloat16"),
+                    dict(prompt_template="Find {q}.")):
+        assert not settings_match(meta, config.override(**changed)), changed
+    assert settings_match({**meta, "fidelity": "corrected"}, config.override(fidelity="corrected"))

@@ -12,8 +12,6 @@ import numpy as np
 
 from .config import EvolveConfig
 
-NO_REFINEMENT_HINT = "or run without refinement: --no-sam"
-
 
 def build_refiner(config: EvolveConfig, device: str | None = None, flag: str = "--sam-checkpoint"):
     """The :class:`~rsvg_zeroov.models.refiners.Refiner` of ``config.refiner`` (None: no refinement).
@@ -22,14 +20,9 @@ def build_refiner(config: EvolveConfig, device: str | None = None, flag: str = "
     names ``flag`` (the calling script's weights flag) and how to run without refinement."""
     if config.refiner is None:
         return None
-    from ..models.base import ModelNotFound
     from ..models.refiners import load_refiner
 
-    try:
-        return load_refiner(config.refiner, config.refiner_checkpoint, device, flag)
-    except ModelNotFound as exc:
-        msg = str(exc)
-        raise ModelNotFound(f"{msg}\n({NO_REFINEMENT_HINT})" if "\n" in msg else f"{msg}; {NO_REFINEMENT_HINT}") from None
+    return load_refiner(config.refiner, config.refiner_checkpoint, device, flag)
 
 
 def refiner_ref(config: EvolveConfig):
@@ -48,8 +41,3 @@ def image_reader(fidelity: str) -> Callable[[str], np.ndarray]:
     from .. import images
 
     return images.read_for_sam if fidelity == "released" else images.load_rgb
-
-
-def SamRefiner(checkpoint: str | None = None, sam_type: str | None = None, device: str | None = None):  # noqa: N802
-    """Earlier interface: a SAM refiner from (checkpoint, sam_type); prefer :func:`build_refiner`."""
-    return build_refiner(EvolveConfig().override(sam_type=sam_type, sam_checkpoint=checkpoint), device)

@@ -10,6 +10,7 @@ rank's record file once its masks are in place (see :mod:`rsvg_zeroov.rundir.evo
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
@@ -83,6 +84,9 @@ class EvolveStage:
         self.refiner = refiner if config.refiner is not None else None
         self.batch_size = batch_size
         self.fingerprint = config.fingerprint()
+        if run.reads_elsewhere:  # records made from other dumps (another --from) are not this run's
+            key = f"{self.fingerprint} {run.source.resolve()}".encode()
+            self.fingerprint = hashlib.sha1(key).hexdigest()[:12]
         # one thread per core (runner.default_workers): on 2 cores, 2 threads gave ~1.4x the
         # throughput of 8, whose contention for the GIL and caches cost more than it overlapped
         self.workers = max(1, workers if workers is not None else default_workers())

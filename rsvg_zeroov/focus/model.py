@@ -231,7 +231,7 @@ class Focus:
                 return means[key]
 
             maps = [self._reduce(mean, b) for b in range(len(items))]
-            del means
+            means.clear()
         mse = None if rec is None else (rec - latent0).pow(2).flatten(1).mean(1).tolist()
         share = {k: v / len(items) for k, v in timer.seconds.items()}
         results = []

@@ -230,7 +230,7 @@ def check_models(items: Iterable[tuple[str, "str | ModelRef | None", str]]) -> l
         head = "a model this command needs is missing" if len(problems) == 1 else \
             f"{len(problems)} models this command needs are missing"
         raise ModelNotFound(f"{head}:\n  - " + "\n  - ".join(problems) +
-                            "\n(`--tiny` / `--model tiny` runs the offline random-weight stand-ins instead)")
+                            "\n(the key `tiny` selects the offline random-weight stand-ins of any role)")
     return refs
 
 

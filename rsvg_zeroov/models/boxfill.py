@@ -20,13 +20,32 @@ class BoxFillRefiner(ImageCache):
     def _embed(self, rgb: np.ndarray) -> None:
         pass  # the box does not depend on the image
 
+    def use_image(self, path, size: tuple[int, int], read=None) -> None:
+        """Only the image's (H, W) matters: read from the file's header, never decoded."""
+        from pathlib import Path
+
+        from ..images import image_hw
+
+        path = Path(path)
+        if self.image_key == path:
+            return
+        actual = image_hw(path)
+        if actual != tuple(size):
+            raise ValueError(f"{path}: image is {actual[1]}x{actual[0]}, the data set says "
+                             f"{size[1]}x{size[0]}; fix the annotation or the image")
+        self.image_key, self.image_size = path, tuple(size)
+        self.n_images += 1
+
     def refine(self, mask: np.ndarray) -> tuple[np.ndarray, float | None]:
         """bool (H, W): True inside the inclusive tight box of ``mask`` (empty stays empty)."""
+        from ..evaluation.iou import tight_box
+
         self.check_mask(mask)
         out = np.zeros(mask.shape, dtype=bool)
-        rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-        if rows.size:
-            out[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1] = True
+        box = tight_box(mask)
+        if box is not None:
+            x1, y1, x2, y2 = (int(v) for v in box)
+            out[y1:y2 + 1, x1:x2 + 1] = True
         return out, None
 
     def resolved(self) -> dict:

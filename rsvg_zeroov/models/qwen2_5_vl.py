@@ -123,9 +123,9 @@ def vlm_image(image) -> tuple[Any, tuple[int, int]]:
     from PIL import Image
 
     if isinstance(image, (str, os.PathLike)):
-        from ..images import image_size
+        from ..images import image_hw
 
-        h, w = image_size(image)  # ImageError for a missing / unreadable file, before the model runs
+        h, w = image_hw(image)  # ImageError for a missing / unreadable file, before the model runs
         return str(image), (w, h)
     if isinstance(image, Image.Image):
         return image, image.size

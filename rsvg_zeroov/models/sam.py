@@ -36,7 +36,7 @@ def load_sam_model(sam_type: str, path: str | Path, device: str | None = None, o
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - turned into one actionable line
         raise ModelNotFound(f"SAM checkpoint {path} could not be read as a state dict ({loader_reason(exc)}); "
-                            f"it must be the official {official or sam_type} file") from None
+                            f"it must be the official {official or sam_type} file, or run without it (--no-sam)") from None
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
         state = state["model"]
     model = build_sam_arch(sam_type)

@@ -83,9 +83,11 @@ class StableDiffusion:
             tokenizer = CLIPTokenizer.from_pretrained(ref.source, subfolder="tokenizer")
         except OSError as exc:
             reason = str(exc).splitlines()[0][:200]
+            from .diffusion import DIFFUSIONS
+
             raise ModelNotFound(f"Stable Diffusion model {ref.source!r} could not be loaded ({reason}); it must be "
                                 f"a diffusers folder or hub repository with vae/, unet/, text_encoder/ and "
-                                f"tokenizer/ (e.g. `hf download CompVis/stable-diffusion-v1-4`)") from None
+                                f"tokenizer/: {DIFFUSIONS.missing_message(ref, '--model')}") from None
         for m in (vae, unet, text_encoder):
             m.eval().requires_grad_(False)
             if device is not None:

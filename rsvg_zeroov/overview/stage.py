@@ -47,7 +47,7 @@ class OverviewStage:
 
     def is_done(self, sample) -> bool:
         return dumps.is_done(self.run, sample.sample_id, self.config.layers, self.config.weights,
-                             (sample.width, sample.height))
+                             (sample.width, sample.height), self.config)
 
     def process(self, batch: Sequence) -> None:
         results = self.overview([(s.image_path, s.expression) for s in batch])  # the path, as released

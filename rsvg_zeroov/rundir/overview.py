@@ -22,9 +22,10 @@ DUMP_LAYOUT = "float32 (1 + n_layers, gh, gw): [0] fused A_C, [1:] raw per-layer
 
 
 def is_done(run: RunDir, sid: str, layers: Sequence[int], weights: Sequence[float],
-            image_size: tuple[int, int] | None = None) -> bool:
+            image_size: tuple[int, int] | None = None, config=None) -> bool:
     """True when the sample's dump and sidecar load, validate, and were made with these layers and
-    weights (and, if given, this original image size (W, H))."""
+    weights (and, if given, this original image size (W, H) and every other setting of ``config``
+    that decides the maps: :func:`settings_match`)."""
     try:
         _, meta = run.load_overview(sid)
     except DumpError:
@@ -33,7 +34,27 @@ def is_done(run: RunDir, sid: str, layers: Sequence[int], weights: Sequence[floa
         return False
     if [round(float(v), 9) for v in meta["weights"]] != [round(float(w), 9) for w in weights]:
         return False
+    if config is not None and not settings_match(meta, config):
+        return False
     return image_size is None or [int(v) for v in meta.get("image_size", ())] == list(image_size)
+
+
+def settings_match(meta: dict, config) -> bool:
+    """Whether a sidecar was written with ``config``'s model, dtype, fidelity, answer budget, stop
+    rule, prompt and pixel bounds. A key that sidecars of earlier versions lack counts as its
+    default then (released fidelity, no bracket stop, the released prompt)."""
+    from ..models.vlm import VLMS
+    from ..overview.config import PROMPT_TEMPLATE
+
+    entry = VLMS.entry(config.model)
+    same_model = meta.get("model_key") == entry.key if entry is not None else meta.get("model") == config.model
+    generation = meta.get("generation") or {}
+    return (same_model and (config.dtype is None or meta.get("dtype") == config.dtype)
+            and meta.get("fidelity", "released") == config.fidelity
+            and bool(meta.get("stop_at_bracket", False)) == config.stop_at_bracket
+            and meta.get("prompt_template", PROMPT_TEMPLATE) == config.prompt_template
+            and meta.get("max_pixels") == config.max_pixels and meta.get("min_pixels") == config.min_pixels
+            and generation.get("max_new_tokens", config.max_new_tokens) == config.max_new_tokens)
 
 
 def sidecar(result, sid: str, image: str, config, settings: dict) -> dict:
@@ -47,6 +68,8 @@ def sidecar(result, sid: str, image: str, config, settings: dict) -> dict:
         "layers": list(config.layers), "weights": list(config.weights), "model": settings["model"],
         "model_key": settings["model_key"], "dtype": settings["dtype"], "generation": settings["generation"],
         "max_pixels": config.max_pixels, "min_pixels": config.min_pixels, "dump": DUMP_LAYOUT, "dump_dtype": "float32",
+        "fidelity": config.fidelity, "stop_at_bracket": config.stop_at_bracket,
+        "prompt_template": config.prompt_template,
     }
 
 
