@@ -153,6 +153,8 @@ def test_resume_compares_every_setting_that_decides_the_maps():
     not 'done'; a sidecar of an earlier version (without the newer keys) counts as their defaults."""
     from rsvg_zeroov.rundir.overview import settings_match
 
+    from rsvg_zeroov.overview.config import OverviewConfig
+
     config = OverviewConfig(model="tiny", max_new_tokens=8)
     meta = {"model": "/x/tiny/qwen", "model_key": "tiny", "dtype": "float32", "max_pixels": None,
             "min_pixels": None, "generation": {"max_new_tokens": 8}}
