@@ -113,11 +113,11 @@ def test_legacy_options_reproduce_previous_dumps_and_are_still_read(tmp_path, ti
     hashes = {k: v for k, v in run_hashes(out).items() if k.startswith("focus/")}
     assert hashes == json.loads(LEGACY.read_text())
     run, sids = RunDir(out), sorted(p.name for p in (out / "focus").iterdir())
-    legacy = FocusConfig(num_steps=2, inversion="ddim", steps_offset=0, storage_dtype="float16")
+    legacy = FocusConfig(model="tiny", num_steps=2, inversion="ddim", steps_offset=0, storage_dtype="float16")
     for sid in sids:
         assert np.load(run.focus_file(sid, "self_32.npy")).dtype == np.float16
         assert is_done(run, sid, legacy)
-        assert not is_done(run, sid, FocusConfig(num_steps=2, inversion="ddim"))  # new default: recompute
+        assert not is_done(run, sid, FocusConfig(model="tiny", num_steps=2, inversion="ddim"))  # new default: recompute
         s = load_s(run, sid, EvolveConfig())
         assert s.dtype == np.float32 and s.shape == (1024, 1024) and np.isfinite(s).all()
 

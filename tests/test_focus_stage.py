@@ -85,7 +85,7 @@ def test_cli_writes_contract_files_resumes_and_records_failures(tmp_path, tiny_d
     _dataset(tmp_path / "data", broken=False)  # repair c, run again: a and b are skipped
     assert _main(args) == 0
     assert {p: p.stat().st_mtime_ns for p in run.focus_dir("a").iterdir()} == stamp
-    assert is_done(run, "c", FocusConfig(num_steps=2, inversion="ddim", **legacy)) and run.read_failures() == []
+    assert is_done(run, "c", FocusConfig(model="tiny", num_steps=2, inversion="ddim", **legacy)) and run.read_failures() == []
     assert not is_done(run, "c", FocusConfig())  # other settings (20 steps, null-text) would recompute it
 
 
@@ -149,7 +149,7 @@ def test_shell_wrapper_runs_the_stage(tmp_path, tiny_dir):
     proc = subprocess.run(["bash", str(REPO / "generate_diffusion.sh")], env=env, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert is_done(RunDir(out), "a", FocusConfig(inversion="noise")) and (out / "focus_config.json").is_file()
+    assert is_done(RunDir(out), "a", FocusConfig(model="tiny", inversion="noise")) and (out / "focus_config.json").is_file()
 
 
 @pytest.mark.parametrize("flag,value", [("--steps", "0"), ("--batch-size", "0")])

@@ -49,11 +49,20 @@ def load_meta(run: RunDir, sid: str) -> dict:
 
 
 def settings_match(meta: dict, config) -> bool:
-    """Whether a sample's meta.json was written with this config's steps, guidance, inversion mode,
-    storage dtype and (except in noise mode, which runs one forward) timesteps (951, ..., 1 by default;
+    """Whether a sample's meta.json was written with this config's model (when one is named), input
+    size, resize filter,
+    steps, guidance, inversion mode, storage dtype and (except in noise mode, which runs one forward) timesteps (951, ..., 1 by default;
     runs of earlier versions recorded 950, ..., 0 and match ``steps_offset=0``)."""
     if (meta.get("steps"), meta.get("guidance"), meta.get("inversion"), meta.get("storage_dtype")) != \
             (config.num_steps, config.guidance, config.inversion, config.storage_dtype):
+        return False
+    from ..models.diffusion import DIFFUSIONS
+
+    if config.model is not None:  # a model named explicitly must be the one that made the maps
+        entry = DIFFUSIONS.entry(config.model)
+        if (meta.get("model_key") != entry.key) if entry is not None else (meta.get("model") != config.model):
+            return False
+    if meta.get("image_size", config.image_size) != config.image_size or meta.get("resize", config.resize) != config.resize:
         return False
     return config.inversion == "noise" or "timesteps" not in meta or meta["timesteps"] == list(config.timesteps)
 

@@ -40,14 +40,15 @@ def is_done(run: RunDir, sid: str, layers: Sequence[int], weights: Sequence[floa
 
 
 def settings_match(meta: dict, config) -> bool:
-    """Whether a sidecar was written with ``config``'s model, dtype, fidelity, answer budget, stop
+    """Whether a sidecar was written with ``config``'s model (when one is named), dtype, fidelity, answer budget, stop
     rule, prompt and pixel bounds. A key that sidecars of earlier versions lack counts as its
     default then (released fidelity, no bracket stop, the released prompt)."""
     from ..models.vlm import VLMS
     from ..overview.config import PROMPT_TEMPLATE
 
-    entry = VLMS.entry(config.model)
-    same_model = meta.get("model_key") == entry.key if entry is not None else meta.get("model") == config.model
+    entry = VLMS.entry(config.model) if config.model is not None else None  # a model named explicitly
+    same_model = (config.model is None or (meta.get("model_key") == entry.key if entry is not None
+                                           else meta.get("model") == config.model))
     generation = meta.get("generation") or {}
     return (same_model and (config.dtype is None or meta.get("dtype") == config.dtype)
             and meta.get("fidelity", "released") == config.fidelity
