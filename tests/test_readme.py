@@ -166,6 +166,9 @@ def test_make_demo_quick(tiny_dir, tmp_path):
                  "focus_config.json", "evolve_config.json"):
         assert (run / name).is_file(), name
     assert len(list((run / "panels").glob("*.png"))) == 2
+    log = proc.stdout + proc.stderr
+    assert log.count("bbox convention detected") == 1, "the data set's note is shown once per demo"
+    assert not [p for p in run.rglob("*.lock")], "no lock files left after a clean finish"
     makefile = (REPO / "Makefile").read_text()
     assert "scripts/demo.sh" in makefile  # `make demo` is this script
     hashes = run_hashes(run)
