@@ -27,8 +27,7 @@ ratios, end-to-end totals (sum of the stage medians), agreement of the two varia
 device, torch version and the exact command, and the run-to-run difference of ours (the first
 round run again, untimed: the GPU determinism tolerance). ``--time-budget`` stops adding rounds when
 the next one would not end in time (at least one round is measured; the repeat only if it fits).
-``--steps`` / ``--inner-steps`` exist for ``--scale small`` only: at full scale the schedule is
-always the paper's one (docs/method.md).
+``--steps`` / ``--inner-steps`` are for ``--scale small`` only (full scale: the paper's schedule).
 """
 from __future__ import annotations
 
