@@ -16,7 +16,7 @@ from typing import Callable, Protocol, runtime_checkable
 
 import numpy as np
 
-from .base import TINY, ModelRef, Registry, ensure_tiny, load_object
+from .base import TINY, ModelRef, Registry, load_object
 
 SAM_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
 REFINERS = Registry("refiner", probe="", checkpoint_dir="sam_checkpoint", skip_hint="--no-sam")
@@ -105,9 +105,7 @@ def refiner_ref(name: str, checkpoint: str | None = None) -> ModelRef:
                          f"(or 'none' for no refinement)")
     if checkpoint:
         return ModelRef("refiner", str(checkpoint), entry.key)
-    if entry.key == TINY:
-        return ModelRef("refiner", str(ensure_tiny("refiner")), TINY, is_tiny=True)
-    return REFINERS.resolve(entry.key)
+    return REFINERS.resolve(entry.key)  # tiny: the built stand-in
 
 
 def load_refiner(name: str, checkpoint: str | None = None, device: str | None = None,

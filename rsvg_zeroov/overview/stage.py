@@ -51,11 +51,13 @@ class OverviewStage:
 
     def process(self, batch: Sequence) -> None:
         results = self.overview([(s.image_path, s.expression) for s in batch])  # the path, as released
+        settings = self.overview.resolved()  # once per batch: it copies the generation config
         for s, result in zip(batch, results):
-            self.write(s.sample_id, result, str(s.image_path))
+            self.write(s.sample_id, result, str(s.image_path), settings)
 
-    def write(self, sid: str, result: OverviewResult, image: str) -> None:
-        dumps.write_result(self.run, sid, result, image, self.config, self.overview.resolved())
+    def write(self, sid: str, result: OverviewResult, image: str, settings: dict | None = None) -> None:
+        settings = settings if settings is not None else self.overview.resolved()
+        dumps.write_result(self.run, sid, result, image, self.config, settings)
 
     def finalize(self, samples: Sequence) -> None:
         pass
