@@ -13,7 +13,10 @@ A model name given on a command line is a registry key, a hub id or a local fold
 in one message. Loading never runs remote code.
 
 ``tiny`` resolves to the offline random-weight stand-ins written by ``python -m rsvg_zeroov.tiny``
-under :func:`tiny_root`; they are built on first use (seeded, a few MB, seconds).
+under :func:`tiny_root`; they are built on first use (seeded, a few MB, seconds). Other backends
+register their own stand-in as an entry with ``tiny_path="<folder under tiny_root>"`` and
+``tiny_build="package.module:function"`` (``function(out_path, seed)`` writes it); it resolves the
+same way, built on first use.
 """
 from __future__ import annotations
 
@@ -46,6 +49,22 @@ def ensure_tiny(role: str) -> Path:
         from ..tiny import build_all
 
         build_all(tiny_root())
+    return path
+
+
+def tiny_entry_path(entry: "Entry") -> Path:
+    """Where the tiny stand-in of a ``tiny_path=...`` registry entry lives (under :func:`tiny_root`)."""
+    return tiny_root() / entry.options["tiny_path"]
+
+
+def ensure_tiny_entry(entry: "Entry") -> Path:
+    """Path of a ``tiny_path=..., tiny_build="module:function"`` entry's stand-in, built (seeded,
+    atomically) on first use by :func:`rsvg_zeroov.tiny.build_one`."""
+    path = tiny_entry_path(entry)
+    if not path.exists():
+        from ..tiny import build_one
+
+        build_one(entry.options["tiny_build"], path)
     return path
 
 
@@ -146,6 +165,8 @@ class Registry:
         e = self.entry(name)
         if e is not None and e.key == TINY:
             return ModelRef(self.role, str(ensure_tiny(self.role)), TINY, is_tiny=True)
+        if e is not None and "tiny_build" in e.options:  # another backend's offline stand-in
+            return ModelRef(self.role, str(ensure_tiny_entry(e)), e.key, is_tiny=True)
         if e is not None:
             if e.checkpoint is not None:
                 return ModelRef(self.role, str((self.checkpoint_dir or Path(".")) / e.checkpoint), e.key)
@@ -240,9 +261,9 @@ def describe() -> list[dict]:
     for role in ROLE_MODULES:
         reg = registry(role)
         for e in reg.entries():
-            if e.key == TINY:
-                present = (tiny_root() / TINY_SUBDIRS[role]).exists()
-                source = f"{tiny_root() / TINY_SUBDIRS[role]} (built offline)"
+            if e.key == TINY or "tiny_build" in e.options:
+                path = tiny_root() / TINY_SUBDIRS[role] if e.key == TINY else tiny_entry_path(e)
+                present, source = path.exists(), f"{path} (built offline)"
             else:
                 ref = reg.resolve(e.key)
                 present, source = reg.present(ref), e.hub_id or ref.source or "(no weights)"

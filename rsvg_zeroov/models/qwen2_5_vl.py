@@ -38,6 +38,7 @@ class Qwen25VL:
 
     model_types = ("qwen2_5_vl",)
     cell = CELL
+    box_convention = "resized-pixels"  # answers in pixels of the resized input (overview/answer.py)
 
     def __init__(self, ref: ModelRef):
         self.ref = ref

@@ -54,11 +54,13 @@ class VLMAdapter(Protocol):
     """What stage 1 needs from a VLM family (built as ``Adapter(ref)``, then ``.load(dtype, device)``).
 
     model_types: the ``config.json`` model types served. cell: image pixels per token-grid cell.
+    box_convention: the coordinates its answers use (:data:`rsvg_zeroov.overview.answer.CONVENTIONS`).
     model / processor / ref: set by :meth:`load` (a transformers model with ``generate``).
     """
 
     model_types: tuple[str, ...]
     cell: int
+    box_convention: str
     model: Any
     processor: Any
     ref: ModelRef

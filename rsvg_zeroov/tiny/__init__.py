@@ -4,6 +4,9 @@
 Diffusion v1 layout pipeline) and ``root/sam/sam_tiny.pth``; each loads back through the real
 loaders of :mod:`rsvg_zeroov.models.registry`. Seeded: the same bytes on every build.
 The models are random: their outputs mean nothing, only the code paths are exercised.
+
+Other backends' stand-ins (registry entries with ``tiny_path`` / ``tiny_build``) are built one at a
+time by :func:`build_one`, on first use or by ``python -m rsvg_zeroov.tiny --all``.
 """
 from __future__ import annotations
 
@@ -36,3 +39,29 @@ def build_all(root: str | os.PathLike) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return root
+
+
+def build_one(spec: str, path: str | os.PathLike, seed: int = SEED) -> Path:
+    """Build one stand-in at ``path`` with the builder ``"package.module:function"`` (called as
+    ``function(out_path, seed=seed)``), atomically: it is written under a temporary sibling and
+    moved into place, so a half-built model is never visible; a concurrent build that finished
+    first is kept."""
+    from ..models.base import load_object
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        load_object(spec)(tmp / path.name, seed=seed)
+        if not path.exists():
+            os.replace(tmp / path.name, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+def stand_in_entries() -> list:
+    """Every registry entry (all roles) with its own tiny builder, in registration order."""
+    from ..models.base import ROLE_MODULES, registry
+
+    return [e for role in ROLE_MODULES for e in registry(role).entries() if "tiny_build" in e.options]
