@@ -31,6 +31,7 @@ from rsvg_zeroov.focus.config import FocusConfig
 from rsvg_zeroov.overview.config import OverviewConfig
 
 FLAGS = {"vlm": "--vlm", "diffusion": "--sd", "refiner": "--sam-checkpoint"}
+REFINE_FIELDS = ("refine_prompt", "refine_iters")  # stage-3 flags taken from EvolveConfig as they are
 
 
 def _default(config_cls, name: str) -> str:
@@ -60,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sam-checkpoint", "--refiner-checkpoint", dest="sam_checkpoint", default=None, metavar="FILE",
                    help="the refiner's weights (default: sam_checkpoint/<official file name>)")
     p.add_argument("--no-sam", action="store_true", help="no refinement: the thresholded evolved mask")
+    cli.add_config_flags(p, EvolveConfig, skip=tuple(f.name for f, _ in cli.flagged_fields(EvolveConfig)
+                                                     if f.name not in REFINE_FIELDS))
     p.add_argument("--fidelity", choices=("released", "corrected"), default=None,
                    help=f"every stage's fidelity (default: {_default(EvolveConfig, 'fidelity')})")
     p.add_argument("--inversion", choices=("nulltext", "ddim", "noise"), default=None,
@@ -91,7 +94,8 @@ def build_config(args: argparse.Namespace):
         overview=OverviewConfig().override(**{k: v for k, v in overview.items() if v is not None}),
         focus=FocusConfig().override(model=args.sd, inversion=args.inversion, num_steps=args.steps),
         evolve=EvolveConfig().override(sam=False if args.no_sam else None, refiner=args.refiner,
-                                       refiner_checkpoint=args.sam_checkpoint, fidelity=args.fidelity),
+                                       refiner_checkpoint=args.sam_checkpoint, fidelity=args.fidelity,
+                                       **{name: getattr(args, name) for name in REFINE_FIELDS}),
         device=args.device)
     if not args.tiny:
         return config

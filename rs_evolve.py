@@ -1,8 +1,10 @@
 """Stage 3, Evolve (+ mask refinement): stage 1 and 2 dumps -> RUN/masks, RUN/predictions.jsonl.
 
     python rs_evolve.py --dataset D --root R --split S --out RUN [--sam-checkpoint FILE | --no-sam]
-                        [--refiner vit_h|vit_l|vit_b|tiny|box-fill|none] [--fidelity released|corrected]
+                        [--refiner KEY (vit_h = sam-vit-h, sam-hq-vit-h, sam2.1-hiera-b+, sam3, box-fill,
+                        none, ...; python -m rsvg_zeroov.models)] [--fidelity released|corrected]
                         [--resolutions 32,64] [--k 7 --tau 0.3 --alpha 0.4]
+                        [--refine-prompt box|box+points|points|box+mask] [--refine-iters N]
     python rs_evolve.py --from RUN --out NEW --no-sam ...   # an ablation into a new run folder
     python rs_evolve.py ... --sweep "k=5,7,9 tau=0.2,0.3,0.4 alpha=0.3,0.4,0.5"   # -> RUN/sweep.csv, sweep.md
 
@@ -28,7 +30,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     cli.add_config_flags(m, EvolveConfig)
     s = p.add_argument_group("refinement (earlier spellings, kept)")
     s.add_argument("--no-sam", action="store_true", help="write the unrefined evolve masks (= --refiner none)")
-    s.add_argument("--sam-type", default=None, help="vit_h, vit_l, vit_b or tiny (= --refiner KEY)")
+    s.add_argument("--sam-type", default=None, help="vit_h, vit_l, vit_b or tiny (= --refiner KEY; any refiner key works)")
     o = p.add_argument_group("outputs and speed")
     o.add_argument("--sweep", default=None, metavar="GRID",
                    help='score a K/tau/alpha grid without refinement, e.g. "k=5,7,9 tau=0.2,0.3 alpha=0.3,0.4"')

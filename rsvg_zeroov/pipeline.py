@@ -210,6 +210,7 @@ class Grounder:
         """Several phrases on one image: the refiner embeds the image once."""
         from .evaluation.iou import tight_box
         from .evolve.evolve import evolve
+        from .evolve.refine import refine_result
         from .images import check_expression
         from .progress import bar
 
@@ -232,7 +233,7 @@ class Grounder:
                     if not embedded:
                         self._set_image(inp)
                         embedded = True
-                    mask, score = self.refiner.refine(ev.mask)
+                    mask, score = refine_result(self.refiner, ev, ev_cfg, inp.size)
                 box = tight_box(mask)
                 out.append(GroundingResult(mask=mask, box=None if box is None else [int(v) for v in box],
                                            mask_before_sam=ev.mask, sam_score=score, a_c=ov.fused,

@@ -17,12 +17,26 @@ GRID = 32  # every map of stage 3 lives on the 32 x 32 grid
 N_TOKENS = GRID * GRID  # 1024 query/key positions of the interaction matrix S
 RESOLUTIONS = (16, 32, 64)
 NO_REFINER = "none"  # what --refiner takes for "no refinement" (config value None)
+# what prompts the refiner (docs/method.md, stage 3 step 6); "box" is the released prompt
+REFINE_PROMPTS = ("box", "box+points", "points", "box+mask")
+# settings added after run directories were first written: they enter the fingerprint only when
+# set away from their default, so every earlier run keeps its fingerprint (and resumes)
+LATER_SETTINGS = ("refine_prompt", "refine_iters")
 # earlier spellings of the refiner settings (configs written before the refiner role, old callers)
 LEGACY_KEYS = ("sam", "sam_type", "sam_checkpoint")
 
 
 def _refiner_name(text: str) -> str:
     return text.strip()
+
+
+def _canonical_refiner(name: str) -> str:
+    """A refiner alias or hub id -> its registry key (``sam-vit-h`` -> ``vit_h``); other text as it is
+    (an unknown name is refused, with the known keys, when the refiner is resolved)."""
+    from ..models.refiners import REFINERS
+
+    entry = REFINERS.entry(name)
+    return entry.key if entry is not None else name
 
 
 @dataclass(frozen=True)
@@ -40,8 +54,17 @@ class EvolveConfig:
     use_dm: False skips the interaction with ``S`` (ablation: ``A_CS`` = normalised ``c``).
     use_evolve: False skips region growing (ablation: ``A_E`` = ``A_CS``).
     refiner: the mask refiner's key in the refiner registry (:mod:`rsvg_zeroov.models.refiners`:
-        ``vit_h`` (paper), ``vit_l``, ``vit_b``, ``tiny``, ``box-fill``), or None for none.
-    refiner_checkpoint: its weights file (None: ``sam_checkpoint/<official file name>``).
+        ``vit_h`` (paper; alias ``sam-vit-h``), ``vit_l``, ``vit_b``, ``tiny``, ``box-fill``,
+        ``sam-hq-vit-h/l/b``, ``sam2.1-hiera-l/b+/s/t``, ``sam3``, ``tiny-sam-hq``, ``tiny-sam2.1``,
+        ``tiny-sam3``), or None for none. Aliases and hub ids are stored as the key.
+    refiner_checkpoint: its weights file or folder (None: ``sam_checkpoint/<official file name>``,
+        or the hub id's cache entry).
+    refine_prompt: what prompts the refiner (beyond the paper, opt-in except ``box``; docs/method.md):
+        ``box`` (released: the tight box of M), ``box+points`` (also every seed position as a
+        positive point), ``points`` (the seeds only), ``box+mask`` (also ``A_E`` as the
+        low-resolution mask input).
+    refine_iters: refinement passes; each pass after the first re-boxes from the previous refined
+        mask (the released ``num_iters``, 1). Needs a box mode when above 1.
     save_maps: also write ``RUN/maps/<id>.npz`` with ``c, a_cs, seeds, region, a_e`` (32 x 32).
     """
 
@@ -58,11 +81,19 @@ class EvolveConfig:
     use_evolve: bool = field(default=True, metadata=cli.flag(
         "--no-evolve", "ablation: skip region growing (A_E = A_CS)", store_false=True))
     refiner: str | None = field(default="vit_h", metadata=cli.flag(
-        "--refiner", f"mask refiner key (vit_h, vit_l, vit_b, tiny, box-fill; '{NO_REFINER}' = "
-        "no refinement; python -m rsvg_zeroov.models lists them)", metavar="KEY", parse=_refiner_name))
+        "--refiner", f"mask refiner key (vit_h = sam-vit-h, vit_l, vit_b, tiny, box-fill, sam-hq-vit-h, "
+        f"sam2.1-hiera-b+, sam3, ...; '{NO_REFINER}' = no refinement; python -m rsvg_zeroov.models "
+        "lists them)", metavar="KEY", parse=_refiner_name))
     refiner_checkpoint: str | None = field(default=None, metadata=cli.flag(
-        "--refiner-checkpoint", "the refiner's weights file, or 'tiny'; none = "
-        "sam_checkpoint/<its official file name>", aliases=("--sam-checkpoint",), metavar="FILE"))
+        "--refiner-checkpoint", "the refiner's weights file (a folder for the transformers refiners), "
+        "or 'tiny'; none = sam_checkpoint/<its official file name> or its hub id",
+        aliases=("--sam-checkpoint",), metavar="FILE"))
+    refine_prompt: str = field(default="box", metadata=cli.flag(
+        "--refine-prompt", "what prompts the refiner: box (released), box+points (plus the seeds as "
+        "positive points), points, box+mask (plus A_E as the low-res mask input)", choices=REFINE_PROMPTS))
+    refine_iters: int = field(default=1, metadata=cli.flag(
+        "--refine-iters", "refinement passes, each after the first re-boxed from the previous mask "
+        "(the released num_iters)", metavar="N"))
     save_maps: bool = field(default=False, metadata=cli.flag(
         "--save-maps", "also write RUN/maps/<id>.npz (c, a_cs, seeds, region, a_e on the 32 grid)",
         store_true=True))
@@ -84,6 +115,18 @@ class EvolveConfig:
             object.__setattr__(self, "refiner_checkpoint", None)
         if self.refiner is not None and (not self.refiner or self.refiner.lower() == NO_REFINER):
             object.__setattr__(self, "refiner", None)
+        if self.refiner is not None:
+            object.__setattr__(self, "refiner", _canonical_refiner(self.refiner))
+        if self.refine_prompt not in REFINE_PROMPTS:
+            raise ValueError(f"refine_prompt {self.refine_prompt!r}: choose one of {', '.join(REFINE_PROMPTS)}")
+        if int(self.refine_iters) != self.refine_iters or self.refine_iters < 1:
+            raise ValueError(f"refine_iters={self.refine_iters!r}: the number of refinement passes must be "
+                             f"a positive integer")
+        object.__setattr__(self, "refine_iters", int(self.refine_iters))
+        if self.refine_iters > 1 and "box" not in self.refine_prompt:
+            raise ValueError(f"refine_iters={self.refine_iters} re-boxes from the previous mask: it needs a "
+                             f"prompt with a box (--refine-prompt box, box+points or box+mask), not "
+                             f"{self.refine_prompt!r}")
 
     # ------------------------------------------------------------------------------ earlier names
     @property
@@ -118,8 +161,10 @@ class EvolveConfig:
 
     def fingerprint(self) -> str:
         """Short hash of every setting that changes the predictions (resume skips only matching records):
-        every field but ``save_maps``, so a field added later cannot be left out."""
-        keys = [f.name for f in dataclasses.fields(self) if f.name != "save_maps"]
+        every field but ``save_maps``, so a field added later cannot be left out; the fields of
+        :data:`LATER_SETTINGS` only when set away from their default (earlier runs keep their hash)."""
+        keys = [f.name for f in dataclasses.fields(self) if f.name != "save_maps"
+                and not (f.name in LATER_SETTINGS and getattr(self, f.name) == f.default)]
         blob = json.dumps({k: getattr(self, k) for k in keys}, sort_keys=True)
         return hashlib.sha1(blob.encode()).hexdigest()[:12]
 

@@ -28,7 +28,7 @@ from ..runner import default_workers
 from .config import EvolveConfig
 from .evolve import EvolveResult, evolve
 from .interaction import ThreadReaders, load_inputs, single_threaded_kernels
-from .refine import build_refiner, image_reader
+from .refine import build_refiner, image_reader, refine_result
 
 log = logging.getLogger(__name__)
 STAGE = "evolve"
@@ -138,9 +138,10 @@ class EvolveStage:
     def _refine(self, sample, result: EvolveResult) -> tuple[np.ndarray, float | None]:
         if self.refiner is None or not result.mask.any():  # an empty mask skips refinement: empty prediction
             return result.mask, None
+        size = (sample.height, sample.width)
         with self.timer.phase("refining"):
-            self.refiner.use_image(sample.image_path, (sample.height, sample.width), self._read_image)
-            return self.refiner.refine(result.mask)
+            self.refiner.use_image(sample.image_path, size, self._read_image)
+            return refine_result(self.refiner, result, self.config, size)
 
     def _write(self, sample, result: EvolveResult, mask: np.ndarray, score: float | None) -> dict:
         """Mask PNG and optional maps; returns the record (appended by :meth:`process`, after)."""

@@ -21,11 +21,11 @@ def main(argv=None) -> int:
         for row in rows:
             print(json.dumps(row))
         return 0
-    print("| role | key | hub id / checkpoint | size | default | present locally |")
-    print("|---|---|---|---|---|---|")
+    print("| role | key | also accepted as | hub id / checkpoint | size | default | present locally |")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['role']} | {r['key']} | {r['source']} | {r['size']} | {'yes' if r['default'] else ''} "
-              f"| {'yes' if r['present'] else 'no'} |")
+        print(f"| {r['role']} | {r['key']} | {', '.join(r['aliases'])} | {r['source']} | {r['size']} "
+              f"| {'yes' if r['default'] else ''} | {'yes' if r['present'] else 'no'} |")
     return 0
 
 

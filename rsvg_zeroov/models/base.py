@@ -173,22 +173,29 @@ class Registry:
             return ModelRef(self.role, e.hub_id or "", e.key)
         return ModelRef(self.role, str(name), None)
 
+    def probe_of(self, ref: ModelRef) -> str:
+        """The probe file of ``ref``: its entry's own ``probe=...`` option (a hub-id entry in a
+        registry of checkpoint files), else the registry's."""
+        e = self.entry(ref.key) if ref.key else None
+        return e.options.get("probe", self.probe) if e is not None else self.probe
+
     def present(self, ref: ModelRef) -> bool:
         """Whether ``ref`` can be loaded without network: a local folder holding ``probe``, a local
         file, a hub id whose ``probe`` is in the Hugging Face cache, or an entry needing no file."""
         if not ref.source:
             return True
+        probe = self.probe_of(ref)
         path = Path(ref.source)
         if path.is_dir():
-            return (path / self.probe).is_file()
+            return bool(probe) and (path / probe).is_file()
         if path.is_file():
             return True
-        if looks_like_path(ref.source):
+        if looks_like_path(ref.source) or not probe:
             return False
         from huggingface_hub import try_to_load_from_cache
 
         try:
-            return isinstance(try_to_load_from_cache(ref.source, self.probe), str)
+            return isinstance(try_to_load_from_cache(ref.source, probe), str)
         except ValueError:  # not a valid repository id either
             return False
 
@@ -204,12 +211,17 @@ class Registry:
         if self.checkpoint_dir is not None and (e is None or e.hub_id is None) and looks_like_path(ref.source):
             return (f"{what} checkpoint {ref.source} not found; pass {flag} with an existing file"
                     f"{f', or run without it ({self.skip_hint})' if self.skip_hint else ''}")
+        skip = f", or run without it ({self.skip_hint})" if self.skip_hint else ""
         if looks_like_path(ref.source) or Path(ref.source).exists():
-            state = "does not exist" if not Path(ref.source).exists() else f"holds no {self.probe}"
+            state = "does not exist" if not Path(ref.source).exists() else f"holds no {self.probe_of(ref)}"
+            if e is not None and e.hub_id is not None and self.checkpoint_dir is not None:
+                return (f"{what} {e.key!r}: model folder {ref.source} {state}; pass {flag} with a folder "
+                        f"holding {e.hub_id}'s files, or leave {flag} out to use the hub id{skip}")
             return (f"{what}: model path {ref.source} {state}; pass {flag} with a registry key "
                     f"({', '.join(self.keys())}), a hub id or a model folder")
         return (f"{what} {ref.source!r} is not in the local Hugging Face cache: download it once with "
-                f"`hf download {ref.source}` (needs network), or pass {flag} /path/to/folder")
+                f"`hf download {ref.source}` (needs network), or pass {flag} /path/to/folder"
+                f"{skip}")
 
 
 REGISTRIES: dict[str, Registry] = {}
@@ -256,7 +268,8 @@ def check_models(items: Iterable[tuple[str, "str | ModelRef | None", str]]) -> l
 
 
 def describe() -> list[dict]:
-    """One row per registered key of every role: role, key, hub id / checkpoint, size, present."""
+    """One row per registered key of every role: role, key, its aliases, hub id / checkpoint, size,
+    present."""
     rows = []
     for role in ROLE_MODULES:
         reg = registry(role)
@@ -267,6 +280,6 @@ def describe() -> list[dict]:
             else:
                 ref = reg.resolve(e.key)
                 present, source = reg.present(ref), e.hub_id or ref.source or "(no weights)"
-            rows.append({"role": role, "key": e.key, "source": source, "size": e.size,
-                         "default": e.default, "present": present})
+            rows.append({"role": role, "key": e.key, "aliases": list(e.aliases), "source": source,
+                         "size": e.size, "default": e.default, "present": present})
     return rows

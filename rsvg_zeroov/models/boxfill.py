@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from .refiners import ImageCache
+from .refiners import ImageCache, Prompt
 
 
 class BoxFillRefiner(ImageCache):
     key = "box-fill"
+    prompt_pieces = ("box",)
 
     @classmethod
     def load(cls, entry, ref, device=None) -> "BoxFillRefiner":
@@ -36,15 +37,13 @@ class BoxFillRefiner(ImageCache):
         self.image_key, self.image_size = path, tuple(size)
         self.n_images += 1
 
-    def refine(self, mask: np.ndarray) -> tuple[np.ndarray, float | None]:
-        """bool (H, W): True inside the inclusive tight box of ``mask`` (empty stays empty)."""
-        from ..evaluation.iou import tight_box
-
-        self.check_mask(mask)
+    def refine(self, mask: np.ndarray, prompt: Prompt | None = None) -> tuple[np.ndarray, float | None]:
+        """bool (H, W): True inside the inclusive box (``prompt.box``, default the tight box of
+        ``mask``); an empty mask without a prompt stays empty. Only box prompts are taken."""
+        prompt = self.prompt_for(mask, prompt)
         out = np.zeros(mask.shape, dtype=bool)
-        box = tight_box(mask)
-        if box is not None:
-            x1, y1, x2, y2 = (int(v) for v in box)
+        if prompt is not None and prompt.box is not None:
+            x1, y1, x2, y2 = (int(v) for v in prompt.box)
             out[y1:y2 + 1, x1:x2 + 1] = True
         return out, None
 

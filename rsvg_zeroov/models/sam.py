@@ -1,8 +1,8 @@
 """SAM as a refiner: the tight box of the evolved mask prompts SAM (docs/method.md, stage 3 step 6).
 
 Two-tier like SAM itself: the image embedding is computed only when the image changes (the stage
-visits samples grouped by image, so once per distinct image), then each expression is one box
-prompt. The model is built by :func:`rsvg_zeroov.models.sam_arch.build_sam_arch` and its weights
+visits samples grouped by image, so once per distinct image), then each expression is one prompt
+(the box; opt-in also points and a mask prior, ``--refine-prompt``). The model is built by :func:`rsvg_zeroov.models.sam_arch.build_sam_arch` and its weights
 are read with ``torch.load(weights_only=True, map_location="cpu")``: a checkpoint holding code is
 refused without running it.
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .base import ModelNotFound
-from .refiners import ImageCache
+from .refiners import ImageCache, Prompt, mask_input_logits
 
 _BOILERPLATE = ("Weights only load failed", "Please file an issue", "Check the documentation")
 
@@ -75,21 +75,29 @@ class SamRefiner(ImageCache):
     def _embed(self, rgb: np.ndarray) -> None:
         self.predictor.set_image(rgb, image_format="RGB")
 
-    def refine(self, mask: np.ndarray) -> tuple[np.ndarray, float | None]:
+    def refine(self, mask: np.ndarray, prompt: Prompt | None = None) -> tuple[np.ndarray, float | None]:
         """(refined bool (H, W) mask, SAM's predicted IoU of it) for the current image.
 
-        The prompt is the inclusive tight box ``[x1, y1, x2, y2]`` of ``mask``; of SAM's three
-        masks (``multimask_output=True``) the highest-scoring one is kept. An empty ``mask``
-        skips SAM and returns it unchanged with score None.
+        ``prompt`` None = the inclusive tight box ``[x1, y1, x2, y2]`` of ``mask`` (the released
+        prompt). Points go to SAM as positive ``point_coords``; a mask prior as ``mask_input``
+        (:func:`~rsvg_zeroov.models.refiners.mask_input_logits` in SAM's letterboxed 256 x 256
+        frame). Of SAM's three masks (``multimask_output=True``) the highest-scoring one is kept.
+        An empty ``mask`` without a prompt skips SAM and returns it unchanged with score None.
         """
-        from ..evaluation.iou import tight_box
-
-        self.check_mask(mask)
-        box = tight_box(mask)
-        if box is None:
+        prompt = self.prompt_for(mask, prompt)
+        if prompt is None:
             return mask, None
-        masks, scores, _low_res = self.predictor.predict(box=np.asarray(box, dtype=np.float32),
-                                                         multimask_output=True)
+        kw = {}
+        if prompt.box is not None:
+            kw["box"] = np.asarray(prompt.box, dtype=np.float32)
+        if prompt.points is not None:
+            kw["point_coords"] = np.asarray(prompt.points, dtype=np.float32)
+            kw["point_labels"] = np.ones(len(prompt.points), dtype=np.int64)
+        if prompt.mask_prior is not None:
+            sam = self.predictor.model
+            kw["mask_input"] = mask_input_logits(prompt, self.image_size, sam.image_encoder.img_size,
+                                                 sam.prompt_encoder.mask_input_size, letterbox=True)
+        masks, scores, _low_res = self.predictor.predict(**kw, multimask_output=True)
         best = int(np.argmax(scores))
         return np.asarray(masks[best], dtype=bool), float(scores[best])
 

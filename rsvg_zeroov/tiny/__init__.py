@@ -31,7 +31,10 @@ def build_all(root: str | os.PathLike) -> Path:
         build_tiny_qwen(tmp / "qwen", seed=SEED)
         build_tiny_sd(tmp / "sd", seed=SEED)
         build_tiny_sam(tmp / "sam" / "sam_tiny.pth", seed=SEED)
-        if root.exists():  # another process finished first; keep theirs
+        if root.exists():  # another process (or another backend's stand-in) made the folder first:
+            for part in sorted(tmp.iterdir()):  # add what it lacks, keep what it has
+                if not (root / part.name).exists():
+                    os.replace(part, root / part.name)
             shutil.rmtree(tmp)
         else:
             os.replace(tmp, root)

@@ -25,7 +25,7 @@ def main(argv=None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.out:
         os.environ["RSVG_ZEROOV_TINY_DIR"] = args.out  # the registries resolve stand-ins under it
-    from ..models.base import tiny_entry_path, tiny_root
+    from ..models.base import TINY_SUBDIRS, tiny_entry_path, tiny_root
 
     root = tiny_root()
     entries = stand_in_entries()
@@ -34,7 +34,7 @@ def main(argv=None) -> None:
     if unknown:
         p.error(f"no tiny stand-in registered as {', '.join(unknown)}; known: tiny, {', '.join(sorted(known))}")
     if not args.only or "tiny" in args.only:
-        if not root.exists():
+        if not all((root / sub).exists() for sub in TINY_SUBDIRS.values()):
             build_all(root)
         log.info("tiny random-weight models in %s (qwen/, sd/, sam/sam_tiny.pth) - stand-ins, not the real weights", root)
     for e in entries:
