@@ -20,8 +20,10 @@ test: $(STAMP)
 test-all: $(STAMP)
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest -q -m ''
 
+# make demo VLM=<vlm key> REFINER=<refiner key>: the demo with another stage-1 VLM / stage-3 refiner
 demo: $(STAMP)
-	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PATH=$(abspath $(BIN)):$$PATH bash scripts/demo.sh
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PATH=$(abspath $(BIN)):$$PATH VLM="$(VLM)" REFINER="$(REFINER)" \
+		bash scripts/demo.sh
 
 clean:
 	rm -rf demo outputs/tiny_models

@@ -53,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tiny", action="store_true",
                    help="the tiny offline random-weight models, with the quick settings unless given")
     p.add_argument("--vlm", "--model", dest="vlm", default=None,
-                   help="Qwen2.5-VL registry key, hub id or folder (default: qwen2.5-vl-7b)")
+                   help="VLM registry key (qwen2.5-vl-7b, qwen3-vl-8b, llava-1.5-7b, ...), hub id or folder "
+                   "(default: qwen2.5-vl-7b)")
     p.add_argument("--sd", default=None, help="Stable Diffusion key, hub id or folder (default: sd-v1-4)")
     p.add_argument("--refiner", "--sam-type", dest="refiner", default=None, metavar="KEY",
                    help="stage 3 refiner: vit_h | vit_l | vit_b | tiny | box-fill | none (python -m "

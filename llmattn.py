@@ -56,7 +56,7 @@ def run_single(args: argparse.Namespace, config: OverviewConfig) -> int:
     path, result = run_one(out, args.image_path, args.question, config, pick_device(args.device))
     print(f"answer: {result.answer!r}")
     print(f"wrote {path} {tuple(result.dump().shape)}, {path.with_suffix('.json')} and "
-          f"{heatmap_path(out, config.layers)}")
+          f"{heatmap_path(out, result.layers)}")
     return 0
 
 

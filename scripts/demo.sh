@@ -3,6 +3,8 @@
 # stand-in models and a small SYNTHETIC RRSIS-D-format data set, all built offline here.
 # The numbers it prints exercise the code; they are NOT the paper's (those need the real models).
 #   DEMO_DIR [demo]  DEMO_N [3 samples]  PYTHON [python]
+#   VLM [tiny]: the stage-1 VLM key (`make demo VLM=tiny-qwen3-vl`; python -m rsvg_zeroov.models lists them)
+#   REFINER []: a stage-3 refiner key, passed as --refiner (`make demo REFINER=box-fill`); unset = --sam-type tiny
 #   DEMO_STAGE1_ARGS [--max-new-tokens 8]
 #   DEMO_STAGE2_ARGS [--inversion ddim]: stage 2 uses the documented cheap DDIM-inversion mode so the
 #   demo fits in a few minutes on 2 CPU cores; DEMO_FAITHFUL=1 runs the paper's 20-step null-text
@@ -19,13 +21,14 @@ say "2/6 synthetic data set in the RRSIS-D (REFER) format: $N samples"
 [ -d "$DEMO_DIR/data" ] || "$PY" -m rsvg_zeroov.synthetic --format rrsisd --out "$DEMO_DIR/data" --n "$N"
 
 export DATASET=rrsisd ROOT="$DEMO_DIR/data" SPLIT=test OUT="$DEMO_DIR/run" MODEL=tiny
-say "3/6 stage 1 Overview (llmattn.sh)"
-EXTRA_ARGS="${DEMO_STAGE1_ARGS:---max-new-tokens 8}" bash llmattn.sh
+say "3/6 stage 1 Overview (llmattn.sh${VLM:+, VLM $VLM})"
+MODEL="${VLM:-tiny}" EXTRA_ARGS="${DEMO_STAGE1_ARGS:---max-new-tokens 8}" bash llmattn.sh
 if [ "${DEMO_FAITHFUL:-0}" = 1 ]; then stage2=""; else stage2=${DEMO_STAGE2_ARGS:---inversion ddim}; fi
 say "4/6 stage 2 Focus (generate_diffusion.sh ${stage2:-with the null-text inversion of the paper})"
 EXTRA_ARGS="$stage2" bash generate_diffusion.sh
-say "5/6 stage 3 Evolve + SAM refinement (rs_evolve.py)"
-"$PY" rs_evolve.py --dataset rrsisd --root "$ROOT" --split test --out "$OUT" --sam-type tiny
+if [ -n "${REFINER:-}" ]; then refine=(--refiner "$REFINER"); else refine=(--sam-type tiny); fi
+say "5/6 stage 3 Evolve + ${REFINER:-SAM} refinement (rs_evolve.py)"
+"$PY" rs_evolve.py --dataset rrsisd --root "$ROOT" --split test --out "$OUT" "${refine[@]}"
 say "6/6 evaluation (eval/evaluate.py)"
 "$PY" eval/evaluate.py --dataset rrsisd --root "$ROOT" --split test --out "$OUT"
 "$PY" tools/visualize.py --out "$OUT" --dataset rrsisd --root "$ROOT" --split test

@@ -1,10 +1,12 @@
 """The Qwen2.5-VL adapter of stage 1 (any size: 3B, 7B, 32B, 72B, and the tiny stand-in).
 
-What a VLM adapter defines (the :class:`rsvg_zeroov.models.vlm.VLMAdapter` protocol; a Qwen3-VL
-adapter would be a module like this one plus one ``VLMS.add(...)`` line in ``models/vlm.py``):
+What a VLM adapter defines (the :class:`rsvg_zeroov.models.vlm.VLMAdapter` protocol; the shared
+loading, decoder-layer path and capture hook are :class:`~rsvg_zeroov.models.vlm.TransformersVLM`'s):
 
 - ``model_types``: the ``config.json`` model types it serves (folders and hub ids not in the table);
 - ``cell``: image pixels per merged token side (28 here: 14-px patches merged 2 x 2);
+- ``layer_rule``: ``"absolute"``: the configured layers are used as they are (the paper's 16-19 on
+  every size, as the released code does; docs/method.md);
 - ``load(dtype, device)``: the model and processor classes, sdpa attention, no remote code;
 - ``prepare(items, config)``: the chat turn (one user turn: the image, then the grounding text; the
   template's default system prompt; ``add_generation_prompt=True``), the image preprocessing
@@ -16,7 +18,8 @@ adapter would be a module like this one plus one ``VLMS.add(...)`` line in ``mod
 
 The image key positions of row ``b`` are the tokens strictly between ``<|vision_start|>`` and
 ``<|vision_end|>``: ``gh * gw`` tokens in row-major order of the merged grid
-(``(gh, gw) = image_grid_thw[b, 1:] // merge_size``); docs/method.md, stage 1.
+(``(gh, gw) = image_grid_thw[b, 1:] // merge_size``); docs/method.md, stage 1. Qwen3-VL
+(:mod:`rsvg_zeroov.models.qwen3_vl`) reuses :func:`prepare_batch` with its own patch size.
 """
 from __future__ import annotations
 
@@ -25,68 +28,22 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .base import ModelNotFound, ModelRef
-from .vlm import PreparedBatch
+from .vlm import PreparedBatch, TransformersVLM
 
 CELL = 28
 # qwen_vl_utils' image defaults (IMAGE_MIN_TOKEN_NUM / IMAGE_MAX_TOKEN_NUM merged tokens of 28x28 px).
 QWEN_VL_MIN_PIXELS, QWEN_VL_MAX_PIXELS = 4 * CELL * CELL, 16384 * CELL * CELL
 
 
-class Qwen25VL:
+class Qwen25VL(TransformersVLM):
     """Qwen2.5-VL behind the VLM adapter interface. ``Qwen25VL(ref).load(dtype, device)``."""
 
+    family = "Qwen2.5-VL"
+    model_class = "Qwen2_5_VLForConditionalGeneration"
     model_types = ("qwen2_5_vl",)
     cell = CELL
     box_convention = "resized-pixels"  # answers in pixels of the resized input (overview/answer.py)
-
-    def __init__(self, ref: ModelRef):
-        self.ref = ref
-        self.model = self.processor = None
-
-    def load(self, dtype=None, device=None) -> "Qwen25VL":
-        import torch
-        from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
-
-        dtype = dtype or (torch.bfloat16 if torch.cuda.is_available() else torch.float32)
-        try:
-            model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
-                self.ref.source, dtype=dtype, attn_implementation="sdpa", trust_remote_code=False)
-            processor = AutoProcessor.from_pretrained(self.ref.source, trust_remote_code=False)
-        except OSError as exc:
-            from .vlm import VLMS
-
-            raise ModelNotFound(f"Qwen2.5-VL model {self.ref.source!r} could not be loaded "
-                                f"({str(exc).splitlines()[0][:200]}); "
-                                f"{VLMS.missing_message(self.ref, '--model')}") from None
-        model.eval().requires_grad_(False)
-        if device is not None:
-            model.to(device)
-        self.model, self.processor = model, processor
-        return self
-
-    @property
-    def num_layers(self) -> int:
-        return int(self.model.config.text_config.num_hidden_layers)
-
-    @staticmethod
-    def decoder_attention_modules(model) -> list:
-        """The self-attention module of every decoder layer of the language model, in layer order."""
-        layers = getattr(getattr(getattr(model, "model", model), "language_model", None), "layers", None)
-        if layers is None:
-            raise TypeError(f"{type(model).__name__} has no .model.language_model.layers; expected a "
-                            f"Qwen2.5-VL (Qwen2_5_VLForConditionalGeneration) model")
-        return [layer.self_attn for layer in layers]
-
-    def capture(self, layers: Sequence[int], eos_token_ids: Sequence[int] = (), model_dtype: bool = False):
-        """Context manager: the chosen decoder layers record last-row attention (see capture_last_row)."""
-        from ..overview.capture import capture_last_row
-
-        return capture_last_row(self.model, layers, eos_token_ids, model_dtype,
-                                modules=self.decoder_attention_modules(self.model))
-
-    def decode(self, token_ids: Sequence[int]) -> str:
-        return self.processor.decode(list(token_ids), skip_special_tokens=True)
+    layer_rule = "absolute"  # the released code's layers 16-19 on every size
 
     def prepare(self, items: Sequence[tuple[Any, str]], config) -> PreparedBatch:
         """Turn ``items`` = [(image, expression), ...] into left-padded model inputs; ``image`` as
@@ -118,15 +75,20 @@ def vlm_image(image) -> tuple[Any, tuple[int, int]]:
 
     A path (str / PathLike) is passed on as the path, as the released script does: ``fetch_image``
     opens it with PIL, composites RGBA onto white and converts every other mode with
-    ``convert("RGB")`` (docs/method.md, "How each stage reads the image"). A PIL image goes through
-    the same conversion; a uint8 RGB (H, W, 3) array is wrapped as a PIL image.
+    ``convert("RGB")`` (docs/method.md, "How each stage reads the image"); a TIFF PIL cannot decode
+    faithfully (:func:`rsvg_zeroov.raster.needs_raster_reader`) goes as the PIL image of
+    :func:`rsvg_zeroov.images.read_for_vlm`. A PIL image goes through the same conversion; a uint8
+    RGB (H, W, 3) array is wrapped as a PIL image.
     """
     from PIL import Image
 
     if isinstance(image, (str, os.PathLike)):
-        from ..images import image_hw
+        from ..images import image_hw, read_for_vlm
+        from ..raster import needs_raster_reader
 
         h, w = image_hw(image)  # ImageError for a missing / unreadable file, before the model runs
+        if needs_raster_reader(image):  # 16-bit, float, > 4 bands, GeoTIFF: read as every stage reads it
+            return read_for_vlm(image), (w, h)
         return str(image), (w, h)
     if isinstance(image, Image.Image):
         return image, image.size
@@ -136,8 +98,11 @@ def vlm_image(image) -> tuple[Any, tuple[int, int]]:
     return Image.fromarray(image), (int(image.shape[1]), int(image.shape[0]))
 
 
-def prepare_batch(processor, items: Sequence[tuple[Any, str]], config) -> PreparedBatch:
-    """:meth:`Qwen25VL.prepare` for a processor (the model is not needed)."""
+def prepare_batch(processor, items: Sequence[tuple[Any, str]], config, patch_size: int = CELL // 2,
+                  processor_kwargs: dict | None = None) -> PreparedBatch:
+    """:meth:`Qwen25VL.prepare` for a processor (the model is not needed). ``patch_size``: the
+    vision tower's patch side (``qwen_vl_utils`` resizes to multiples of 2 x that);
+    ``processor_kwargs``: passed to the processor call instead of the pixel bounds (Qwen3-VL)."""
     from qwen_vl_utils import process_vision_info
 
     prompts, chat_texts, images, sizes = [], [], [], []
@@ -146,12 +111,13 @@ def prepare_batch(processor, items: Sequence[tuple[Any, str]], config) -> Prepar
         text = config.prompt(expression)
         messages = build_messages(element, text, config)
         chat_texts.append(processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
-        image_inputs, _ = process_vision_info(messages)
+        image_inputs, _ = process_vision_info(messages, image_patch_size=patch_size)
         images.extend(image_inputs)
         prompts.append(text)
         sizes.append(size)
+    extra = _processor_size(config) if processor_kwargs is None else processor_kwargs
     inputs = processor(text=chat_texts, images=images, padding=True, padding_side="left",
-                       return_tensors="pt", **_processor_size(config))
+                       return_tensors="pt", **extra)
     merge = int(processor.image_processor.merge_size)
     grids = tuple((int(h) // merge, int(w) // merge) for _, h, w in inputs["image_grid_thw"].tolist())
     spans = tuple(image_span(row, processor, grid) for row, grid in zip(inputs["input_ids"], grids))

@@ -3,7 +3,12 @@
 A key, hub id or folder given as ``--model`` resolves through :data:`VLMS`; a hub id or folder that
 is not a registry entry picks its adapter from the ``model_type`` of its ``config.json`` (each
 adapter class lists the model types it serves). Adding a VLM family is one adapter module
-(:class:`VLMAdapter`; ``models/qwen2_5_vl.py`` is the example) plus one ``VLMS.add(...)`` line here.
+(:class:`VLMAdapter`, usually a :class:`TransformersVLM` subclass; ``models/qwen2_5_vl.py``,
+``models/qwen3_vl.py`` and ``models/llava.py`` are the examples) plus one ``VLMS.add(...)`` line here.
+
+Families: Qwen2.5-VL (the paper's), Qwen3-VL and the LLaVA layout (``llava-hf`` conversions, and any
+model converted to that layout, loaded by path through its ``model_type``). Keys starting with
+``tiny`` are the offline random-weight stand-ins, built on first use.
 
 Importing this module is light (no torch): ``check_models`` uses the table before any compute.
 """
@@ -23,6 +28,16 @@ VLMS.add("qwen2.5-vl-7b", adapter=_QWEN25, hub_id="Qwen/Qwen2.5-VL-7B-Instruct",
 VLMS.add("qwen2.5-vl-32b", adapter=_QWEN25, hub_id="Qwen/Qwen2.5-VL-32B-Instruct", size="32B")
 VLMS.add("qwen2.5-vl-72b", adapter=_QWEN25, hub_id="Qwen/Qwen2.5-VL-72B-Instruct", size="72B")
 VLMS.add("tiny", adapter=_QWEN25, size="a few MB, random weights")
+_QWEN3 = "rsvg_zeroov.models.qwen3_vl:Qwen3VL"
+for _size in ("2B", "4B", "8B", "32B"):
+    VLMS.add(f"qwen3-vl-{_size.lower()}", adapter=_QWEN3, hub_id=f"Qwen/Qwen3-VL-{_size}-Instruct", size=_size)
+VLMS.add("tiny-qwen3-vl", adapter=_QWEN3, tiny_path="qwen3vl", tiny_build="rsvg_zeroov.tiny.qwen3_vl:build",
+         size="a few MB, random weights")
+_LLAVA = "rsvg_zeroov.models.llava:Llava"
+VLMS.add("llava-1.5-7b", adapter=_LLAVA, hub_id="llava-hf/llava-1.5-7b-hf", size="7B")
+VLMS.add("llava-1.5-13b", adapter=_LLAVA, hub_id="llava-hf/llava-1.5-13b-hf", size="13B")
+VLMS.add("tiny-llava", adapter=_LLAVA, tiny_path="llava", tiny_build="rsvg_zeroov.tiny.llava:build",
+         size="a few MB, random weights")
 
 
 @dataclass(frozen=True)
@@ -53,14 +68,17 @@ class PreparedBatch:
 class VLMAdapter(Protocol):
     """What stage 1 needs from a VLM family (built as ``Adapter(ref)``, then ``.load(dtype, device)``).
 
-    model_types: the ``config.json`` model types served. cell: image pixels per token-grid cell.
-    box_convention: the coordinates its answers use (:data:`rsvg_zeroov.overview.answer.CONVENTIONS`).
+    model_types: the ``config.json`` model types served. cell: image pixels per token-grid cell
+    (of the resized image). box_convention: the coordinates its answers use
+    (:data:`rsvg_zeroov.overview.answer.CONVENTIONS`). layer_rule: how the default layers are
+    chosen for this family's depth (:data:`rsvg_zeroov.overview.layers.LAYER_RULES`).
     model / processor / ref: set by :meth:`load` (a transformers model with ``generate``).
     """
 
     model_types: tuple[str, ...]
     cell: int
     box_convention: str
+    layer_rule: str
     model: Any
     processor: Any
     ref: ModelRef
@@ -79,6 +97,83 @@ class VLMAdapter(Protocol):
     def decode(self, token_ids: Sequence[int]) -> str: ...
 
     def prepare(self, items: Sequence[tuple[Any, str]], config) -> PreparedBatch: ...
+
+
+class TransformersVLM:
+    """The part of an adapter every family here shares: a transformers
+    ``...ForConditionalGeneration`` model (``model_class``, loaded with sdpa attention, no remote
+    code) and ``AutoProcessor``, whose language model's decoder layers are
+    ``model.model.language_model.layers``. A subclass sets ``family`` (its name in messages),
+    ``model_class``, ``model_types``, ``cell``, ``box_convention``, ``layer_rule`` and ``prepare``."""
+
+    family = "VLM"
+    model_class = ""
+    model_types: tuple[str, ...] = ()
+    cell = 0
+    box_convention = "resized-pixels"
+    layer_rule = "relative"
+
+    def __init__(self, ref: ModelRef):
+        self.ref = ref
+        self.model = self.processor = None
+
+    def load(self, dtype=None, device=None):
+        import torch
+        import transformers
+        from transformers import AutoProcessor
+
+        from .base import ModelNotFound
+
+        dtype = dtype or (torch.bfloat16 if torch.cuda.is_available() else torch.float32)
+        try:
+            model = getattr(transformers, self.model_class).from_pretrained(
+                self.ref.source, dtype=dtype, attn_implementation="sdpa", trust_remote_code=False)
+            processor = AutoProcessor.from_pretrained(self.ref.source, trust_remote_code=False)
+        except OSError as exc:
+            raise ModelNotFound(f"{self.family} model {self.ref.source!r} could not be loaded "
+                                f"({str(exc).splitlines()[0][:200]}); "
+                                f"{VLMS.missing_message(self.ref, '--model')}") from None
+        model.eval().requires_grad_(False)
+        if device is not None:
+            model.to(device)
+        self.model, self.processor = model, processor
+        return self
+
+    @property
+    def num_layers(self) -> int:
+        return int(self.model.config.get_text_config().num_hidden_layers)
+
+    @classmethod
+    def depth_of(cls, ref: ModelRef) -> int | None:
+        """Decoder depth from the model's ``config.json`` without loading weights (None when that
+        file cannot be read: the loader then names what is missing)."""
+        from transformers import AutoConfig
+
+        try:
+            config = AutoConfig.from_pretrained(ref.source, trust_remote_code=False)
+        except (OSError, ValueError):
+            return None
+        return int(config.get_text_config().num_hidden_layers)
+
+    @classmethod
+    def decoder_attention_modules(cls, model) -> list:
+        """The self-attention module of every decoder layer of the language model, in layer order."""
+        layers = getattr(getattr(getattr(model, "model", model), "language_model", None), "layers", None)
+        if layers is None:
+            raise TypeError(f"{type(model).__name__} has no .model.language_model.layers; expected a "
+                            f"{cls.family} ({cls.model_class}) model")
+        return [layer.self_attn for layer in layers]
+
+    def capture(self, layers: Sequence[int], eos_token_ids: Sequence[int] = (), model_dtype: bool = False):
+        """Context manager: the chosen decoder layers record last-row attention
+        (:func:`rsvg_zeroov.overview.capture.capture_last_row`)."""
+        from ..overview.capture import capture_last_row
+
+        return capture_last_row(self.model, layers, eos_token_ids, model_dtype,
+                                modules=self.decoder_attention_modules(self.model))
+
+    def decode(self, token_ids: Sequence[int]) -> str:
+        return self.processor.decode(list(token_ids), skip_special_tokens=True)
 
 
 def adapter_specs() -> list[str]:

@@ -1,6 +1,9 @@
-"""Stage 1, Overview: VLM (Qwen2.5-VL) text-to-image attention -> A_C (docs/method.md, stage 1).
+"""Stage 1, Overview: VLM (Qwen2.5-VL; also Qwen3-VL, LLaVA) text-to-image attention -> A_C
+(docs/method.md, stage 1).
 
 - :mod:`.config`  ``OverviewConfig`` (paper/released defaults) and the prompt template.
+- :mod:`.layers`  the default layers on models of other depths (the relative-depth rule).
+- :mod:`.answer`  the generated answer as an original-pixel box, per family's coordinates.
 - :mod:`.generate` the generation config, the optional stop at the answer's "]", token progress.
 - :mod:`.capture` last-row attention capture at the chosen decoder layers (AttentionInterface).
 - :mod:`.fuse`    min-max layer fusion.

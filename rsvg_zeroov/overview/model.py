@@ -8,11 +8,12 @@ Two tiers (as SAM's predictor): ``Overview(config, device).load()`` once, then
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
 
+from .answer import DEFAULT_CONVENTION, parse_box, to_original
 from .config import OverviewConfig
 from .fuse import fuse, fuse64, stack_dump
 from .generate import StopAtBracket, TokenClosesAnswer, TokenProgress, cut_answer, eos_ids, generation_config
@@ -31,6 +32,10 @@ class OverviewResult:
     answer: decoded generated text (special tokens removed, surrounding whitespace stripped as the
         released script does). token_ids: generated ids up to and
         including the first EOS. prompt: user text; chat_prompt: chat-templated text.
+    layers: the decoder layers of ``per_layer``. extra: sidecar keys of families other than
+        Qwen2.5-VL (``box_convention`` and ``answer_box``, the answer in original pixels or None;
+        the Qwen2.5-VL sidecar keeps its layout, :func:`rsvg_zeroov.overview.answer.box_from_sidecar`
+        reads its box).
     """
 
     fused: np.ndarray
@@ -42,6 +47,8 @@ class OverviewResult:
     image_size: tuple[int, int]
     resized_size: tuple[int, int]
     token_ids: tuple[int, ...]
+    layers: tuple[int, ...] = ()
+    extra: dict = field(default_factory=dict)
 
     def dump(self) -> np.ndarray:
         """float32 (1 + n_layers, gh, gw): [0] = A_C, [1:] = a_l (the RUN/overview/<id>.npy layout)."""
@@ -60,10 +67,12 @@ class Overview:
     """A VLM with last-row attention capture at ``config.layers``. Call :meth:`load` first.
 
     After loading: ``adapter`` (the model family's :class:`~rsvg_zeroov.models.vlm.VLMAdapter`),
-    and its ``model``, ``processor`` and ``ref`` (the resolved model name)."""
+    and its ``model``, ``processor`` and ``ref`` (the resolved model name). ``requested`` is the
+    config as given; ``config`` the same with its layers decided once the model is known
+    (``layers=None``: the adapter's layer rule, :mod:`rsvg_zeroov.overview.layers`)."""
 
     def __init__(self, config: OverviewConfig | None = None, device: str = "cpu"):
-        self.config = config or OverviewConfig()
+        self.requested = self.config = config or OverviewConfig()
         self.device = str(device)
         self.adapter = self.model = self.processor = self.ref = None
         self._closes_answer = None
@@ -75,8 +84,14 @@ class Overview:
         dtype = resolve_dtype(self.config.dtype, self.device)
         self.adapter = load_vlm(self.config.model, dtype=dtype, device=self.device)
         self.model, self.processor, self.ref = self.adapter.model, self.adapter.processor, self.adapter.ref
-        self.config.check_layers(self.adapter.num_layers)
+        self._decide_layers()
         return self
+
+    def _decide_layers(self) -> None:
+        from .layers import with_layers
+
+        self.config = with_layers(self.requested, self.adapter.layer_rule, self.adapter.num_layers)
+        self.config.check_layers(self.adapter.num_layers)
 
     def attach(self, model, processor, ref=None) -> "Overview":
         """Use an already built Qwen2.5-VL ``model`` + ``processor`` (benchmarks build random
@@ -87,7 +102,7 @@ class Overview:
         adapter = Qwen25VL(ref or ModelRef("vlm", "<in memory>", None))
         adapter.model, adapter.processor = model, processor
         self.adapter, self.model, self.processor, self.ref = adapter, model, processor, adapter.ref
-        self.config.check_layers(adapter.num_layers)
+        self._decide_layers()
         return self
 
     @property
@@ -167,6 +182,7 @@ class Overview:
         eos = set(self.eos_ids())
         closes = self._closes() if self.config.stop_at_bracket else None
         fuse_maps = fuse64 if self.config.fidelity == "released" else fuse
+        convention = getattr(self.adapter, "box_convention", DEFAULT_CONVENTION)
         results = []
         for b in range(len(batch.prompts)):
             tokens = cut_answer(sequences[b, batch.prompt_len:].tolist(), eos, closes)
@@ -174,24 +190,43 @@ class Overview:
             (start, end), (gh, gw) = batch.spans[b], batch.grids[b]
             per_layer = np.stack([maps[layer][b, start:end].reshape(gh, gw) for layer in self.config.layers])
             per_layer = per_layer.astype(np.float32, copy=False)
+            answer = self.adapter.decode(tokens).strip()  # as released
             results.append(OverviewResult(
                 fused=fuse_maps(per_layer, self.config.weights).astype(np.float32), per_layer=per_layer,
-                answer=self.adapter.decode(tokens).strip(),  # as released
-                prompt=batch.prompts[b], chat_prompt=batch.chat_texts[b], grid=(gh, gw),
-                image_size=batch.image_sizes[b], resized_size=batch.resized[b], token_ids=tuple(tokens)))
+                answer=answer, prompt=batch.prompts[b], chat_prompt=batch.chat_texts[b], grid=(gh, gw),
+                image_size=batch.image_sizes[b], resized_size=batch.resized[b], token_ids=tuple(tokens),
+                layers=self.config.layers, extra=answer_extra(answer, convention, batch.image_sizes[b],
+                                                              batch.resized[b])))
         return results
 
     def resolved(self) -> dict:
         """What loading decided, for configs and sidecars (JSON types): model source and key, dtype,
-        the generation config ``generate`` gets, and the attention arithmetic."""
+        the generation config ``generate`` gets, the attention arithmetic, the layers captured and
+        the rule that chose them, and the answer's box convention."""
+        from .layers import layer_record
+
         gc = self.generation_config()
         return {"model": self.ref.source if self.ref else self.config.model,
                 "model_key": self.ref.key if self.ref else None, "dtype": self.dtype_name,
                 "generation": gc.to_diff_dict() if hasattr(gc, "to_diff_dict") else gc.to_dict(),
-                "arithmetic": "model dtype (released)" if self.released_arithmetic else "float32"}
+                "arithmetic": "model dtype (released)" if self.released_arithmetic else "float32",
+                "layers": list(self.config.layers),
+                **layer_record(self.requested, self.adapter.layer_rule, self.adapter.num_layers),
+                "box_convention": getattr(self.adapter, "box_convention", DEFAULT_CONVENTION)}
 
     def settings(self) -> dict:
-        """``{"config": the OverviewConfig fields, "resolved": :meth:`resolved`}`` (JSON types)."""
+        """``{"config": the OverviewConfig fields as given, "resolved": :meth:`resolved`}`` (JSON types)."""
         from ..runner import jsonable
 
-        return {"config": jsonable(self.config), "resolved": self.resolved()}
+        return {"config": jsonable(self.requested), "resolved": self.resolved()}
+
+
+def answer_extra(answer: str, convention: str, image_size, resized) -> dict:
+    """The sidecar keys a family other than Qwen2.5-VL adds: its ``box_convention`` and the answer as
+    an original-pixel ``answer_box`` (None when unparseable). Empty for Qwen2.5-VL (:data:`DEFAULT_CONVENTION`),
+    whose sidecar layout is unchanged."""
+    if convention == DEFAULT_CONVENTION:
+        return {}
+    box = parse_box(answer)
+    return {"box_convention": convention,
+            "answer_box": None if box is None else to_original(box, convention, image_size, resized)}

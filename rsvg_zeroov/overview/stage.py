@@ -32,6 +32,7 @@ class OverviewStage:
     def __init__(self, run: RunDir, config: OverviewConfig, device: str = "cpu", overview: Overview | None = None):
         self.run, self.config = run, config
         self.overview = overview or Overview(config, device)
+        self._planned: tuple | None = None
 
     @property
     def batch_size(self) -> int:
@@ -45,9 +46,21 @@ class OverviewStage:
         if self.overview.model is None:
             self.overview.load()  # a missing model / bad layer: one error, before any sample
 
+    def layers(self) -> tuple | None:
+        """The layers this run captures: the loaded model's, else decided from the model's entry or
+        config.json without loading it (None when that cannot be told: nothing counts as done)."""
+        if self.overview.model is not None:
+            return self.overview.config.layers
+        if self._planned is None:
+            from .layers import planned_layers
+
+            self._planned = planned_layers(self.config)
+        return self._planned
+
     def is_done(self, sample) -> bool:
-        return dumps.is_done(self.run, sample.sample_id, self.config.layers, self.config.weights,
-                             (sample.width, sample.height), self.config)
+        layers = self.layers()
+        return layers is not None and dumps.is_done(self.run, sample.sample_id, layers, self.config.weights,
+                                                    (sample.width, sample.height), self.config)
 
     def process(self, batch: Sequence) -> None:
         results = self.overview([(s.image_path, s.expression) for s in batch])  # the path, as released
@@ -57,7 +70,7 @@ class OverviewStage:
 
     def write(self, sid: str, result: OverviewResult, image: str, settings: dict | None = None) -> None:
         settings = settings if settings is not None else self.overview.resolved()
-        dumps.write_result(self.run, sid, result, image, self.config, settings)
+        dumps.write_result(self.run, sid, result, image, self.overview.config, settings)
 
     def finalize(self, samples: Sequence) -> None:
         pass
@@ -86,6 +99,6 @@ def run_single(out: str | Path, image_path: str | Path, question: str, config: O
     sid = Path(image_path).stem
     result = stage.overview([(image_path, question)])[0]
     stage.write(sid, result, str(image_path))
-    dumps.write_heatmap(out, config.layers, released_heatmap(result.per_layer, config.weights))
+    dumps.write_heatmap(out, result.layers, released_heatmap(result.per_layer, config.weights))
     write_stage_config(stage.run, stage, {"image_path": str(image_path), "device": device, **(run_info or {})})
     return stage.run.overview_npy(sid), result

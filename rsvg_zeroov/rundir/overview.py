@@ -70,7 +70,7 @@ def sidecar(result, sid: str, image: str, config, settings: dict) -> dict:
         "model_key": settings["model_key"], "dtype": settings["dtype"], "generation": settings["generation"],
         "max_pixels": config.max_pixels, "min_pixels": config.min_pixels, "dump": DUMP_LAYOUT, "dump_dtype": "float32",
         "fidelity": config.fidelity, "stop_at_bracket": config.stop_at_bracket,
-        "prompt_template": config.prompt_template,
+        "prompt_template": config.prompt_template, **result.extra,
     }
 
 

@@ -55,8 +55,9 @@ _CORPUS = (
 )
 
 
-def build_tokenizer():
-    """A deterministic byte-level BPE (``tokenizers``) wrapped as a transformers fast tokenizer."""
+def build_tokenizer(special_tokens=SPECIAL_TOKENS, eos_token: str = "<|im_end|>", pad_token: str = "<|endoftext|>"):
+    """A deterministic byte-level BPE (``tokenizers``) wrapped as a transformers fast tokenizer;
+    ``special_tokens`` get the ids from :data:`BPE_VOCAB` on (other families' stand-ins pass theirs)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -68,9 +69,9 @@ def build_tokenizer():
     tok.train_from_iterator([_CORPUS] * 4, trainer=trainer)
     while tok.get_vocab_size() < BPE_VOCAB:  # pad the vocabulary to a fixed size so special ids are fixed
         tok.add_tokens([f"<|unused{tok.get_vocab_size()}|>"])
-    tok.add_special_tokens(list(SPECIAL_TOKENS))
+    tok.add_special_tokens(list(special_tokens))
     return PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token=None, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+        tokenizer_object=tok, bos_token=None, eos_token=eos_token, pad_token=pad_token,
         unk_token=None, model_max_length=32768, padding_side="left", clean_up_tokenization_spaces=False,
         split_special_tokens=False)
 
@@ -113,7 +114,6 @@ def build_tiny_qwen(out_dir: str | os.PathLike, seed: int = 0, text: dict | None
     ``text`` / ``vision`` update :data:`TEXT` / :data:`VISION` (e.g. a mid-size random config for
     benchmarks); the tokenizer, chat template and processor stay the same.
     """
-    import torch
     from transformers import Qwen2_5_VLForConditionalGeneration
 
     out = Path(out_dir)
@@ -122,14 +122,23 @@ def build_tiny_qwen(out_dir: str | os.PathLike, seed: int = 0, text: dict | None
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
     assert list(ids.values()) == list(range(BPE_VOCAB, BPE_VOCAB + len(SPECIAL_TOKENS))), ids
     config = _config(ids, {**TEXT, **(text or {})}, {**VISION, **(vision or {})})
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = Qwen2_5_VLForConditionalGeneration(config).to(torch.float32).eval()
-        with torch.no_grad():
-            for layer in model.model.language_model.layers:
-                layer.self_attn.q_proj.weight.mul_(QK_GAIN)
-                layer.self_attn.k_proj.weight.mul_(QK_GAIN)
+    model = seeded_model(Qwen2_5_VLForConditionalGeneration, config, seed)
     model.generation_config = _generation_config(ids)
     model.save_pretrained(out)
     _processor(tokenizer).save_pretrained(out)
     return out
+
+
+def seeded_model(model_class, config, seed: int):
+    """``model_class(config)`` with seeded random float32 weights, its language model's q/k
+    projections scaled by :data:`QK_GAIN` (the tiny stand-ins of every VLM family)."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = model_class(config).to(torch.float32).eval()
+        with torch.no_grad():
+            for layer in model.model.language_model.layers:
+                layer.self_attn.q_proj.weight.mul_(QK_GAIN)
+                layer.self_attn.k_proj.weight.mul_(QK_GAIN)
+    return model
