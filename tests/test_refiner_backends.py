@@ -233,11 +233,11 @@ def test_models_listing_shows_every_refiner_and_the_aliases(tiny_dir, capsys):
 
 
 # ------------------------------------------------------------------------------ missing models
-def test_a_missing_hub_refiner_is_one_line_naming_the_download(crafted, tmp_path, monkeypatch, capsys):
+def test_a_missing_hub_refiner_is_one_line_naming_the_download(tiny_dir, crafted, tmp_path, monkeypatch, capsys):
     import huggingface_hub.constants
 
     from rsvg_zeroov.models.base import ModelNotFound
-    from rsvg_zeroov.models.refiners import load_refiner
+    from rsvg_zeroov.models.refiners import REFINERS, load_refiner
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
     jsonl, run, _ = crafted
@@ -250,6 +250,9 @@ def test_a_missing_hub_refiner_is_one_line_naming_the_download(crafted, tmp_path
         load_refiner("sam3", str(tmp_path / "folder"))
     with pytest.raises(ModelNotFound, match="does not exist"):
         load_refiner("sam-hq-vit-h", str(tmp_path / "nowhere"))
+    with pytest.raises(ModelNotFound, match=r"could not be loaded as Sam2Model \(.*--no-sam") as exc:
+        load_refiner("sam2.1-hiera-t", REFINERS.resolve("tiny-sam-hq").source)  # another family's folder
+    assert "\n" not in str(exc.value)
     assert not run.mask_png("a1").exists()
 
 
