@@ -142,8 +142,8 @@ def test_seed_points_are_the_cell_centres():
 def test_stage3_embeds_each_image_once_and_records_the_prompt(tiny_dir, crafted, monkeypatch, key):
     import transformers
 
-    from rsvg_zeroov.models.sam_hf import FAMILIES
     from rsvg_zeroov.models.refiners import REFINERS
+    from rsvg_zeroov.models.sam_hf import FAMILIES
 
     jsonl, run, _ = crafted
     cls = getattr(transformers, FAMILIES[REFINERS.entry(key).options["family"]].model)
@@ -199,9 +199,9 @@ def test_rs_evolve_selects_refiners_by_key_alias_and_hub_id():
 
 
 def test_ground_py_and_the_api_select_a_refiner_and_its_prompt(tiny_dir, tmp_path, scene):
-    import ground
     from PIL import Image
 
+    import ground
     from rsvg_zeroov import Grounder, PipelineConfig
 
     Image.fromarray(scene[0]).save(tmp_path / "scene.png")
@@ -264,7 +264,7 @@ def test_tiny_builders_are_seeded_and_load_back(tmp_path):
                           (sam_hf.build_tiny_sam3, "sam3_tracker")):
         a, b = build(tmp_path / f"{family}-a"), build(tmp_path / f"{family}-b")
         assert (a / "model.safetensors").read_bytes() == (b / "model.safetensors").read_bytes()
-        model, processor = load_family(family, a)
+        model, _processor = load_family(family, a)
         assert sum(p.numel() for p in model.parameters()) < 500_000 and not model.training
 
 
