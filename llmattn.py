@@ -1,5 +1,8 @@
 #!/usr/bin/env python
-"""Stage 1, Overview: Qwen2.5-VL attention from the answer tokens to the image -> RUN/overview/<id>.npy.
+"""Stage 1, Overview: VLM attention from the answer tokens to the image -> RUN/overview/<id>.npy.
+
+The VLM is Qwen2.5-VL-7B by default; --model takes any registry key (Qwen2.5-VL, Qwen3-VL, LLaVA;
+python -m rsvg_zeroov.models lists them), hub id or model folder.
 
 Data set mode (resumable, sharded by --shard or torchrun's RANK/WORLD_SIZE):
     python llmattn.py --dataset rrsisd --root datasets/rrsisd --split test --out RUN [--model PATH_OR_ID]
@@ -11,7 +14,8 @@ One image (the released interface; --image/--text and --vlm are the same flags):
 Each dump is float32 (1 + n_layers, gh, gw): [0] the fused map A_C, [1:] the raw per-layer maps;
 the sidecar .json holds the prompt, the generated answer, grid, image size, layers, weights, model,
 dtype and generation settings (docs/run-directory.md). Defaults (docs/method.md, stage 1): layers
-16,17,18,19, weights 0.1,0.1,0.3,0.5, max 1024 new tokens, the checkpoint's generation config.
+16,17,18,19 (other families than Qwen2.5-VL: the same relative depth, README "Backends"), weights
+0.1,0.1,0.3,0.5, max 1024 new tokens, the checkpoint's generation config.
 Every flag below only overrides them; --config RUN/overview_config.json starts from a recorded run.
 """
 from __future__ import annotations

@@ -205,8 +205,8 @@ def test_selection_by_folder_listing_and_missing_models(tiny_dir, capsys):
     for key, cls in (("tiny-qwen3-vl", Qwen3VL), ("tiny-llava", Llava)):
         folder = vlm.VLMS.resolve(key).source
         assert vlm.VLMS.adapter_class(key) is cls and vlm.adapter_class(vlm.VLMS.resolve(folder)) is cls
-    with pytest.raises(ValueError, match="fixed square input"):
-        _load("llava").ov.adapter.prepare([NONSQUARE], OverviewConfig(max_pixels=4096))
+    with pytest.raises(ValueError, match="fixed square input"):  # once, when the model is loaded
+        Overview(OverviewConfig(model="tiny-llava", max_pixels=4096)).load()
     from rsvg_zeroov.models.__main__ import main
 
     assert main([]) == 0
@@ -231,13 +231,14 @@ def test_ground_py_takes_another_vlm(tmp_path, tiny_dir):
 
 
 def test_make_demo_with_another_vlm_and_refiner(tmp_path, tiny_dir):
-    """`make demo VLM=... REFINER=...` passes both knobs to scripts/demo.sh, which runs the three stages."""
-    dry = subprocess.run(["make", "-n", "demo", "VLM=tiny-qwen3-vl", "REFINER=box-fill"], capture_output=True,
+    """`make demo VLM=... REFINER=...` passes both knobs to scripts/demo.sh, which runs the three stages
+    end to end (here tiny Qwen3-VL and tiny SAM 2.1)."""
+    dry = subprocess.run(["make", "-n", "demo", "VLM=tiny-qwen3-vl", "REFINER=tiny-sam2.1"], capture_output=True,
                          text=True, cwd=REPO, timeout=60)
-    assert 'VLM="tiny-qwen3-vl" REFINER="box-fill"' in dry.stdout and "scripts/demo.sh" in dry.stdout
+    assert 'VLM="tiny-qwen3-vl" REFINER="tiny-sam2.1"' in dry.stdout and "scripts/demo.sh" in dry.stdout
     env = {**os.environ, "RSVG_ZEROOV_TINY_DIR": str(tiny_dir), "DEMO_DIR": str(tmp_path / "demo"),
            "DEMO_N": "1", "DEMO_STAGE1_ARGS": "--max-new-tokens 2", "PYTHON": sys.executable,
-           "DEMO_STAGE2_ARGS": "--inversion ddim --steps 2", "VLM": "tiny-qwen3-vl", "REFINER": "box-fill"}
+           "DEMO_STAGE2_ARGS": "--inversion ddim --steps 2", "VLM": "tiny-qwen3-vl", "REFINER": "tiny-sam2.1"}
     proc = subprocess.run(["bash", str(REPO / "scripts" / "demo.sh")], capture_output=True, text=True, env=env,
                           cwd=REPO, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
@@ -246,5 +247,5 @@ def test_make_demo_with_another_vlm_and_refiner(tmp_path, tiny_dir):
     (sid,) = [p.stem for p in (folder / "overview").glob("*.npy")]
     meta = run.load_overview(sid)[1]
     assert meta["model_key"] == "tiny-qwen3-vl" and meta["box_convention"] == "grid-1000"
-    assert json.loads(run.config("evolve").read_text())["config"]["refiner"] == "box-fill"
+    assert json.loads(run.config("evolve").read_text())["config"]["refiner"] == "tiny-sam2.1"
     assert run.metrics.is_file() and run.mask_png(sid).is_file() and run.focus_file(sid, "meta.json").is_file()

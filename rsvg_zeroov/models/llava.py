@@ -35,11 +35,15 @@ class Llava(TransformersVLM):
     box_convention = "fraction"
     layer_rule = "relative"
 
-    def prepare(self, items: Sequence[tuple[Any, str]], config) -> PreparedBatch:
-        """``items`` = [(image, expression), ...] -> left-padded inputs (see the module docstring)."""
+    def check_config(self, config) -> None:
+        """Refuse pixel bounds: this family takes a fixed square input."""
         if config.max_pixels is not None or config.min_pixels is not None:
             raise ValueError("--max-pixels / --min-pixels do not apply to a LLaVA-family model: it takes a fixed "
                              "square input (its image processor's crop_size); drop them")
+
+    def prepare(self, items: Sequence[tuple[Any, str]], config) -> PreparedBatch:
+        """``items`` = [(image, expression), ...] -> left-padded inputs (see the module docstring)."""
+        self.check_config(config)
         processor = self.processor
         side_h, side_w = input_side(processor.image_processor)
         prompts, chat_texts, images, sizes = [], [], [], []

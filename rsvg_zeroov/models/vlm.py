@@ -73,6 +73,8 @@ class VLMAdapter(Protocol):
     (:data:`rsvg_zeroov.overview.answer.CONVENTIONS`). layer_rule: how the default layers are
     chosen for this family's depth (:data:`rsvg_zeroov.overview.layers.LAYER_RULES`).
     model / processor / ref: set by :meth:`load` (a transformers model with ``generate``).
+    Optional: ``check_config(config)`` raises ValueError for settings the family cannot honour
+    (stage 1 calls it once the model is loaded).
     """
 
     model_types: tuple[str, ...]
@@ -174,6 +176,10 @@ class TransformersVLM:
 
     def decode(self, token_ids: Sequence[int]) -> str:
         return self.processor.decode(list(token_ids), skip_special_tokens=True)
+
+    def check_config(self, config) -> None:
+        """Raise ValueError for settings this family cannot honour (called once the model is loaded,
+        before any sample). Every setting applies here."""
 
 
 def adapter_specs() -> list[str]:

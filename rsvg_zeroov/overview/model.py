@@ -92,6 +92,7 @@ class Overview:
 
         self.config = with_layers(self.requested, self.adapter.layer_rule, self.adapter.num_layers)
         self.config.check_layers(self.adapter.num_layers)
+        getattr(self.adapter, "check_config", lambda config: None)(self.config)
 
     def attach(self, model, processor, ref=None) -> "Overview":
         """Use an already built Qwen2.5-VL ``model`` + ``processor`` (benchmarks build random
