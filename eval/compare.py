@@ -3,10 +3,15 @@
     python eval/compare.py outputs/rrsisd_test outputs/rrsisd_test_nosam outputs/rrsisd_test_res32
     python eval/compare.py RUN1 RUN2 --metric rsrec.Pr@0.5 --metric rsrec.oIoU --metric rsres.mIoU
     python eval/compare.py --from outputs/rrsisd_test   # RUN and every run made from it with --from
+    python eval/compare.py RUN/reproduce/rows/no-sam RUN/reproduce/rows/res32-no-sam --paper ablation
 
 Run names are the folder names. With --from RUN, RUN comes first, then the runs given, or (none
 given) every folder beside RUN whose stage configs record RUN as their source run (``--from``). Metrics are ``rsrec.<key>`` / ``rsres.<key>`` with key one of
 mIoU, oIoU, Pr@0.3, Pr@0.5, Pr@0.6, Pr@0.7, Pr@0.8, Pr@0.9 (default: Pr@0.5 and mIoU of both).
+With --paper TABLE the rows are those of ``python -m rsvg_zeroov.reproduce``'s RUN/tables/TABLE.md
+(the same function renders both): each metric beside the paper's value from docs/paper-results.md
+for the row of that name (a harness row, RUN/reproduce/rows/<row>, by its name; another run by its
+folder name).
 """
 from __future__ import annotations
 
@@ -21,7 +26,8 @@ except ImportError:  # run from a plain checkout: make the package importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rsvg_zeroov import cli  # noqa: E402
-from rsvg_zeroov.evaluation.report import DEFAULT_COMPARE, compare_table  # noqa: E402
+from rsvg_zeroov.evaluation.report import (DEFAULT_COMPARE, compare_table, paper_values, row_label,  # noqa: E402
+                                          row_table, run_status)
 from rsvg_zeroov.rundir import DumpError, RunDir, load_json  # noqa: E402
 from rsvg_zeroov.runner import UsageError, read_stage_config  # noqa: E402
 
@@ -61,6 +67,9 @@ def run(argv: list[str] | None = None) -> int:
                    help="the base run: first row, followed by the runs made from it with --from")
     p.add_argument("--metric", action="append", default=None,
                    help=f"column, repeatable (default: {' '.join(DEFAULT_COMPARE)})")
+    p.add_argument("--paper", choices=("main", "ablation"), default=None, metavar="TABLE",
+                   help="the paper's numbers of this table of docs/paper-results.md beside each run (main, "
+                   "ablation), rendered as python -m rsvg_zeroov.reproduce renders RUN/tables/TABLE.md")
     args = p.parse_args(argv)
     folders = [Path(f) for f in args.runs]
     if args.source_run is not None:
@@ -83,7 +92,11 @@ def run(argv: list[str] | None = None) -> int:
                 continue
             raise UsageError(f"{exc} (run eval/evaluate.py --out {folder} first)") from None
         runs.append((run_dir.root.resolve().name, metrics))
-    print(compare_table(runs, args.metric))
+    if args.paper is not None:
+        print(row_table([(row_label(m, name), m, paper_values(args.paper, m.get("dataset"), m.get("row") or name),
+                          run_status(m)) for name, m in runs], args.metric))
+    else:
+        print(compare_table(runs, args.metric))
     return 0
 
 
