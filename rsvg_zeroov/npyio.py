@@ -9,11 +9,13 @@ Why the data is still read by hand (eight lines of ``readinto``, no format logic
 read into existing memory, and the reused buffer is part of this module's contract (``SReader``
 reads two 2-4 MB matrices per sample without allocating). Measured inside stage 3
 (``python bench/bench_evolve.py --codecs``, 1000 samples, 2 shared cores): np.load costs +2 % CPU
-per sample and -3 % samples/s at load average 1.7, +8 % and -24 % at load 5; NumPy's header parser
-instead of the earlier hand-written one costs ~0.01 ms per file.
+per sample and -3 % samples/s at load average 1.7, +8 % and -24 % at load 5. NumPy's header parser
+costs ~0.02-0.04 ms per file (``ast.literal_eval``), so each distinct header is parsed once per
+process, and a file costs one ``fstat`` and three reads.
 """
 from __future__ import annotations
 
+import io
 import math
 import os
 from pathlib import Path
@@ -58,7 +60,8 @@ def read_npy(path: str | os.PathLike, shape: tuple[int | None, ...] | None = Non
     except OSError as exc:
         raise DumpError(f"{path}: unreadable ({exc})") from None
     with f:
-        dtype, stored_shape, fortran = _npy_header(f, path)
+        file_size = os.fstat(f.fileno()).st_size
+        dtype, stored_shape, fortran, data_start = _npy_header(f, path, file_size)
         if dtype.kind != "f" or dtype.itemsize not in (2, 4):
             raise DumpError(f"{path}: dtype {dtype}, expected float16 or float32")
         if shape is not None and (len(stored_shape) != len(shape)
@@ -66,7 +69,7 @@ def read_npy(path: str | os.PathLike, shape: tuple[int | None, ...] | None = Non
             expected = ", ".join("*" if s is None else str(s) for s in shape)
             raise DumpError(f"{path}: shape {stored_shape}, expected ({expected})")
         nbytes = math.prod(stored_shape) * dtype.itemsize
-        available = os.fstat(f.fileno()).st_size - f.tell()
+        available = file_size - data_start
         if available < nbytes:  # checked before allocating: a damaged header may claim terabytes
             raise DumpError(f"{path}: truncated .npy ({available} of {nbytes} data bytes); "
                             f"delete it and rerun its stage")
@@ -91,23 +94,41 @@ def read_npy(path: str | os.PathLike, shape: tuple[int | None, ...] | None = Non
     return arr
 
 
-def _npy_header(f, path: Path) -> tuple[np.dtype, tuple[int, ...], bool]:
-    """(dtype, shape, fortran_order) from an open ``.npy`` file positioned at its start, parsed by
-    ``np.lib.format``; its length field is checked first (size limit, truncation) for the message."""
-    fmt = np.lib.format
+_HEADERS: dict[bytes, tuple] = {}  # raw header bytes -> parsed: a run's dumps share a handful
+
+
+def _npy_header(f, path: Path, file_size: int) -> tuple[np.dtype, tuple[int, ...], bool, int]:
+    """(dtype, shape, fortran_order, data offset) from an open ``.npy`` file positioned at its start,
+    which is left at the data. The header is parsed by ``np.lib.format`` once per distinct header
+    (cached by its bytes); its length field is checked first (size limit, truncation)."""
     pre = f.read(12)
     if len(pre) < 10 or pre[:6] != NPY_MAGIC or pre[6] not in (1, 2, 3):
         raise DumpError(f"{path}: not a .npy file (bad magic or version); delete it and rerun its stage")
     size = int.from_bytes(pre[8:10] if pre[6] == 1 else pre[8:12], "little")
-    start = 10 if pre[6] == 1 else 12
+    end = (10 if pre[6] == 1 else 12) + size
     if size > NPY_MAX_HEADER:
         raise DumpError(f"{path}: .npy header of {size} bytes (more than {NPY_MAX_HEADER}); not a dump")
-    if os.fstat(f.fileno()).st_size < start + size:
+    if file_size < end:
         raise DumpError(f"{path}: truncated .npy header; delete it and rerun its stage")
-    f.seek(8)
-    read = fmt.read_array_header_1_0 if pre[6] == 1 else fmt.read_array_header_2_0
+    if end < len(pre):
+        raw = pre[:end]
+        f.seek(end)
+    else:
+        raw = pre + f.read(end - len(pre))
+    parsed = _HEADERS.get(raw)
+    if parsed is None:
+        parsed = _parse_header(raw, path)
+        if len(_HEADERS) >= 64:
+            _HEADERS.clear()
+        _HEADERS[raw] = parsed
+    return (*parsed, end)
+
+
+def _parse_header(raw: bytes, path: Path) -> tuple[np.dtype, tuple[int, ...], bool]:
+    fmt = np.lib.format
+    read = fmt.read_array_header_1_0 if raw[6] == 1 else fmt.read_array_header_2_0
     try:
-        shape, fortran, dtype = read(f, max_header_size=NPY_MAX_HEADER)
+        shape, fortran, dtype = read(io.BytesIO(raw[8:]), max_header_size=NPY_MAX_HEADER)
     except Exception as exc:  # noqa: BLE001 - NumPy's parser raises ValueError, TokenError, RecursionError...
         raise DumpError(f"{path}: unreadable .npy header ({type(exc).__name__}: {exc}); "
                         f"delete it and rerun its stage") from None
