@@ -15,7 +15,10 @@ Where each command runs:
   (``NUM_GPUS=2``, torchrun on the CPU, byte-identical to one process);
 - the multi-node ``NNODES=2 NODE_RANK=... bash llmattn.sh``: tests/test_robustness.py (two launches on
   this machine, one process each, meeting at MASTER_ADDR:MASTER_PORT; byte-identical to one process);
-- ``python tools/visualize.py`` and ``bash scripts/screenshot_index.sh``: tests/test_visualize.py.
+- ``python app.py ...`` and ``bash scripts/screenshot_app.sh ...``: tests/test_app.py (``--tiny``
+  with quick settings; the real models' command stops at start, their weights being absent);
+- ``python tools/visualize.py`` and ``bash scripts/screenshot_index.sh``: tests/test_visualize.py;
+- ``python -m rsvg_zeroov.reproduce ...`` and ``bash reproduce.sh ...``: tests/test_reproduce.py.
 """
 import json
 import os
@@ -44,6 +47,10 @@ SHOWN = [
     "bash llmattn.sh",
     "python tools/visualize.py --dataset rrsisd --root datasets/rrsisd --split test --out outputs/rrsisd_test",
     "bash scripts/screenshot_index.sh outputs/rrsisd_test",
+    "python app.py --tiny", "python app.py --vlm qwen2.5-vl-7b --sd sd-v1-4 --refiner vit_h",
+    "bash scripts/screenshot_app.sh docs/app_screenshot.png",
+    "python -m rsvg_zeroov.reproduce --dataset rrsisd --root datasets/rrsisd --split test --out outputs/rrsisd_test",
+    "DATASET=rrsisd ROOT=datasets/rrsisd SPLIT=test OUT=outputs/rrsisd_test bash reproduce.sh --table ablation --no-sam",
 ]
 QUICK = {"llmattn.py": ["--model", "tiny", "--max-new-tokens", "4"],
          "generate_diffusion.py": ["--model", "tiny", "--inversion", "ddim", "--steps", "2"],
