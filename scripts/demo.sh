@@ -44,3 +44,7 @@ Outputs in $OUT/:
   metrics.json                  RSREC / RSRES metrics;  *_config.json  every setting of each stage
   panels/<id>.png, index.html   attention panels, worst IoU first
 MSG
+
+# The paper's tables and figures from the same dumps (python -m rsvg_zeroov.reproduce, docs/reproduce.md), labelled as random stand-ins:
+"$PY" -m rsvg_zeroov.reproduce --dataset rrsisd --root "$ROOT" --split test --out "$OUT" --refiner "${REFINER:-tiny}" >/dev/null
+echo "Tables (random stand-ins) and figures: $OUT/tables/ (main, ablation, sensitivity .md/.csv/.png)"
