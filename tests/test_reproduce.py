@@ -199,6 +199,9 @@ def test_a_row_failing_on_one_sample_records_it_and_goes_on(crafted):
     bad.write_bytes(good[:200])  # truncated
     meta = load_json(run.overview_json("a2"))
     save_json(run.overview_json("a2"), {k: v for k, v in meta.items() if k != "image_size"})
+    nan = run.focus_file("a1", FOCUS_64TO32["corrected"])  # read only into the corrected mean
+    clean = np.load(nan)
+    np.save(nan, np.where(np.eye(1024, dtype=bool), np.nan, clean).astype(clean.dtype))
     report = _run(jsonl, run, no_sam=True, tables=("main", "ablation"))
     assert report.failed > 0
     no_sam = _metrics(run, "no-sam")
@@ -206,12 +209,15 @@ def test_a_row_failing_on_one_sample_records_it_and_goes_on(crafted):
     assert _metrics(run, "res64-no-sam")["failed"] == 1
     assert _metrics(run, "res32-no-sam")["failed"] == 0 and _metrics(run, "no-dm-no-sam")["failed"] == 0
     assert _metrics(run, "vlm-box")["failures"].keys() == {"a2"}
+    corrected = _metrics(run, "corrected-no-sam")["failures"]
+    assert corrected.keys() == {"a1"} and "self_64to32_corrected.npy: contains NaN or Inf" in corrected["a1"]
     lines = _table_lines(run, "ablation")
     assert any("`no-sam`" in ln and "ok, 1 failed" in ln for ln in lines)
     failures = [json.loads(ln) for ln in (run.root / "reproduce/failures.jsonl").read_text().splitlines()]
     assert {(f["sample_id"], f["row"]) for f in failures} >= {("b1", "no-sam"), ("a2", "vlm-box")}
     bad.write_bytes(good)
     save_json(run.overview_json("a2"), meta)
+    np.save(nan, clean)
     again = _run(jsonl, run, no_sam=True, tables=("main", "ablation"))
     assert again.failed == 0 and "res32-no-sam" not in again.recomputed
     assert not (run.root / "reproduce/failures.jsonl").read_text()

@@ -6,7 +6,8 @@ thread reuses from sample to sample.
 others added in float32 in order (a float16 file promoted element-wise, an exact cast), then the
 sum times 1 / count. A file that some row uses on its own (``alone``) is kept as a float32
 matrix (a float32 dump is used where it was read, a float16 one is cast once); a file that only
-enters means is added to them as it is stored.
+enters means is added to them as it is stored. Finiteness is checked on float32 data with one sum
+(a NaN or Inf anywhere makes it non-finite); only then is the culprit looked for, to name it.
 """
 from __future__ import annotations
 
@@ -54,11 +55,11 @@ def thread_buffers() -> Buffers:
 
 
 def _finite(arr: np.ndarray) -> bool:
-    """No NaN or Inf in a float16/float32 array: one float32 sum, element-wise only if that sum is
-    not finite (finite values can still sum past the float32 range)."""
+    """No NaN or Inf in a float32 array: one sum (any NaN or Inf makes it non-finite), element-wise
+    only if that sum is not finite (finite values can still sum past the float32 range)."""
     import torch
 
-    return math.isfinite(float(torch.from_numpy(arr).sum(dtype=torch.float32))) or all_finite(arr)
+    return math.isfinite(float(torch.from_numpy(arr).sum())) or all_finite(arr)
 
 
 class SampleDumps:
@@ -92,27 +93,32 @@ class SampleDumps:
                 mat = read_npy(path, buffer=self.buffers.raw(name))
                 if mat.shape not in ((N_TOKENS, N_TOKENS), (32, 32, N_TOKENS)):
                     raise DumpError(f"{path}: shape {mat.shape}, expected (1024, 1024) or (32, 32, 1024)")
-                mat = mat.reshape(N_TOKENS, N_TOKENS)
-                if not _finite(mat):
-                    raise DumpError(f"{path}: contains NaN or Inf")
             except (DumpError, OSError) as exc:
-                self._bad[name] = error_text(exc) if not isinstance(exc, DumpError) else str(exc)
-                raise DumpError(self._bad[name]) from None
-            self._raw[name] = mat
+                self._fail(name, str(exc) if isinstance(exc, DumpError) else error_text(exc))
+            self._raw[name] = mat.reshape(N_TOKENS, N_TOKENS)
         return self._raw[name]
 
+    def _fail(self, name: str, message: str):
+        self._bad[name] = message
+        raise DumpError(message)
+
+    def _not_finite(self, name: str):
+        self._fail(name, f"{self.run.focus_file(self.sid, name)}: contains NaN or Inf")
+
     def matrix(self, name: str) -> np.ndarray:
-        """The file as a float32 matrix (read only)."""
+        """The file as a float32 matrix (read only), checked to be finite."""
         if name not in self._f32:
             import torch
 
             raw = self._read(name)
             if raw.dtype == np.float32:
-                self._f32[name] = raw
+                out = raw
             else:
                 out = self.buffers.array(("file", name))
                 torch.from_numpy(out).copy_(torch.from_numpy(raw))  # exact, as to_float32
-                self._f32[name] = out
+            if not _finite(out):
+                self._not_finite(name)
+            self._f32[name] = out
         return self._f32[name]
 
     def s(self, names: tuple[str, ...]) -> np.ndarray:
@@ -133,5 +139,10 @@ class SampleDumps:
                     else:  # float16 promoted element-wise: the float32 sum of the exact cast
                         torch.add(torch.from_numpy(base), torch.from_numpy(other), out=torch.from_numpy(total))
                 total *= np.float32(1.0 / len(names))
+                if not _finite(total):  # a NaN or Inf in a file added as stored: name the file
+                    for name in names[1:]:
+                        if name not in self._f32 and not all_finite(self._raw[name]):
+                            self._not_finite(name)
+                    raise DumpError(f"{self.run.focus_dir(self.sid)}: the mean of {list(names)} is not finite")
                 self._s[names] = total
         return self._s[names]
