@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evolve_helpers import CRAFTED, cli, make_crafted_run, tiny_sam, torch_resize, write_overview  # noqa: F401 - fixture
+from evolve_helpers import CRAFTED, cli, make_crafted_run, torch_resize, write_overview
 from rsvg_zeroov.datasets import load_samples
 from rsvg_zeroov.evaluation import evaluate
 from rsvg_zeroov.reproduce import Options, reproduce
@@ -44,6 +44,14 @@ def _answer(run: RunDir, sid: str, answer: str, wh, resized) -> None:
     meta = load_json(run.overview_json(sid))
     save_json(run.overview_json(sid), {**meta, "answer": answer, "image_size": list(wh), "resized_size": list(resized),
                                        "model_key": "qwen2.5-vl-7b"})
+
+
+@pytest.fixture(scope="module")
+def tiny_sam(tmp_path_factory) -> Path:
+    """The tiny random-weight SAM's weights file, where the registry looks for it."""
+    from rsvg_zeroov.tiny.sam import build_tiny_sam
+
+    return build_tiny_sam(tmp_path_factory.mktemp("tiny_sam") / "sam" / "sam_tiny.pth", seed=0)
 
 
 @pytest.fixture

@@ -50,9 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(argv: list[str] | None = None) -> int:
     from ..evaluation.protocols import get_protocol
-    from ..evolve.config import NO_REFINER
+    from ..evolve.config import NO_REFINER, EvolveConfig
     from ..evolve.sweep import parse_grid
-    from ..evolve.config import EvolveConfig
     from . import Options, reproduce
 
     args = build_parser().parse_args(argv)

@@ -22,7 +22,6 @@ from pathlib import Path
 import numpy as np
 
 from ..evaluation.scoring import SampleScore, missing_score, score_sample
-from ..evolve.config import N_TOKENS
 from ..evolve.evolve import EvolveResult
 from ..evolve.region import grow_region, top_k_seeds
 from ..evolve.interaction import normalise_c, propagate
