@@ -3,6 +3,12 @@
 Grayscale, palette, RGBA (alpha dropped), 16-bit and float images are converted; an unreadable or
 empty file raises :class:`ImageError` naming the file. Images up to ``MAX_PIXELS`` are accepted
 (remote-sensing tiles are large); beyond that the file is refused instead of exhausting memory.
+
+A TIFF that PIL's readings cannot decode faithfully (data other than 8 bits, more than 4 bands,
+georeferenced, or not openable by PIL: :func:`rsvg_zeroov.raster.needs_raster_reader`) is read by
+every reader here through :func:`rsvg_zeroov.raster.read_rgb` instead (band choice, percentile
+stretch, nodata and alpha pixels 0), so every stage sees the same RGB image; JPEG, PNG and other
+files go through the released readings unchanged.
 """
 from __future__ import annotations
 
@@ -33,8 +39,18 @@ def _to_uint8(arr: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
 
 
+def _routed(path: str | Path) -> np.ndarray | None:
+    """uint8 RGB of a raster the released readings cannot decode (module doc), else None."""
+    from . import raster
+
+    return raster.read_rgb(path) if raster.needs_raster_reader(path) else None
+
+
 def load_rgb(path: str | Path) -> np.ndarray:
     """Return the image at ``path`` as uint8 RGB (H, W, 3) (PIL's decoding; alpha dropped)."""
+    routed = _routed(path)
+    if routed is not None:
+        return routed
     with _open_checked(path) as im:
         try:
             if im.mode in ("RGB", "L", "RGBA", "P", "LA", "CMYK", "YCbCr", "1"):
@@ -81,7 +97,12 @@ def read_for_vlm(path: str | Path):
     data is clipped at 255 by PIL). Stage 1 itself hands the path to ``qwen_vl_utils``; this reader
     gives the same image to callers that need it in memory.
     """
+    from PIL import Image
     from qwen_vl_utils.vision_process import to_rgb
+
+    routed = _routed(path)
+    if routed is not None:
+        return Image.fromarray(routed)
 
     with _open_checked(path) as im:
         try:
@@ -99,6 +120,9 @@ def read_for_diffusion(path: str | Path) -> np.ndarray:
     compositing), palette, CMYK and YCbCr images are converted to RGB, 16-bit images are scaled to 8
     bits as OpenCV scales them (value >> 8), other integer and float images by their range.
     """
+    routed = _routed(path)
+    if routed is not None:
+        return routed
     with _open_checked(path) as im:
         try:
             sixteen = im.mode.startswith("I;16")
@@ -124,6 +148,9 @@ def read_for_sam(path: str | Path) -> np.ndarray:
     mode (alpha dropped, grey to three channels, 16-bit scaled to 8 bits) then BGR -> RGB."""
     import cv2
 
+    routed = _routed(path)
+    if routed is not None:
+        return routed
     _open_checked(path).close()  # the same missing / empty / unreadable messages as the other readers
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if bgr is None:
@@ -134,6 +161,10 @@ def read_for_sam(path: str | Path) -> np.ndarray:
 def image_hw(path: str | Path) -> tuple[int, int]:
     """(H, W) of the image file, from its header (``datasets.files.image_size`` is the data sets'
     (W, H) reader, with a per-run cache)."""
+    from . import raster
+
+    if raster.needs_raster_reader(path):
+        return raster.raster_hw(path)
     with _open_checked(path) as im:
         return im.height, im.width
 
