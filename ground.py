@@ -41,15 +41,20 @@ def _default(config_cls, name: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from rsvg_zeroov.pipeline import QUICK
-
-    quick = {name: value for _, name, value in QUICK}
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 2)[2],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--image", "--image_path", dest="image", required=True,
                    help="image file (JPEG/PNG/TIFF/GeoTIFF)")
     p.add_argument("--text", "--question", dest="text", required=True, help="the referring expression")
     p.add_argument("--out", default="grounded", help="output folder (default: grounded/)")
+    return add_setting_flags(p)
+
+
+def add_setting_flags(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The model and setting flags that :func:`build_config` reads (app.py takes the same)."""
+    from rsvg_zeroov.pipeline import QUICK
+
+    quick = {name: value for _, name, value in QUICK}
     p.add_argument("--tiny", action="store_true",
                    help="the tiny offline random-weight models, with the quick settings unless given")
     p.add_argument("--vlm", "--model", dest="vlm", default=None,

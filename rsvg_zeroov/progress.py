@@ -10,12 +10,21 @@ replaced by INFO records of the ``rsvg_zeroov.progress`` logger at 0 %, every 25
 A counter opened while another is open (a sample's answer tokens or diffusion steps inside a
 stage's loop over samples) logs at DEBUG, so a long run's log stays readable; on its own (one
 image through ``ground.py`` or the API) it logs at INFO. ``RSVG_ZEROOV_PROGRESS=0`` silences both; ``=1`` forces the bar.
+
+An interface follows the counters with :func:`observe` (the interactive page's progress bar), in
+whichever of the three modes.
 """
 from __future__ import annotations
 
 import logging
 import os
 import sys
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Callable
+
+# The callbacks of the observe() blocks the current thread (context) is in.
+_OBSERVERS: ContextVar[tuple] = ContextVar("rsvg_zeroov_progress_observers", default=())
 
 log = logging.getLogger(__name__)
 
@@ -76,11 +85,54 @@ class _NoBar(_LogBar):
         pass
 
 
+@contextmanager
+def observe(callback: Callable[[str, int, int | None], None]):
+    """Inside the block, every counter :func:`bar` opens in this thread also calls
+    ``callback(desc, steps so far, total)`` after each update. An exception the callback raises
+    propagates into the work (how an interface stops it)."""
+    token = _OBSERVERS.set(_OBSERVERS.get() + (callback,))
+    try:
+        yield
+    finally:
+        _OBSERVERS.reset(token)
+
+
+class _Observed:
+    """A counter whose updates also go to the :func:`observe` callbacks."""
+
+    def __init__(self, inner, total: int | None, desc: str, callbacks: tuple):
+        self.inner, self.total, self.desc, self.callbacks, self.n = inner, total, desc, callbacks, 0
+
+    def update(self, n: int = 1) -> None:
+        self.inner.update(n)
+        self.n += n
+        for callback in self.callbacks:
+            callback(self.desc, self.n, self.total)
+
+    def set_postfix_str(self, text: str) -> None:
+        self.inner.set_postfix_str(text)
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 def bar(total: int | None = None, desc: str = "", leave: bool = False):
     """A progress counter for ``total`` steps (None: unknown), usable as a context manager.
 
     ``leave``: keep the finished bar on the terminal (outer loops); inner loops vanish when done.
     """
+    callbacks = _OBSERVERS.get()
+    counter = _bar(total, desc, leave)
+    return _Observed(counter, total, desc, callbacks) if callbacks else counter
+
+
+def _bar(total: int | None, desc: str, leave: bool):
     mode = _mode()
     if mode == "off":
         return _NoBar(total, desc)
