@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 CHUNK = 64  # samples computed between two appends to the score files
 CHUNK_REFINED = 8  # ... when refined rows are pending (their unrefined masks wait in memory)
 PROCESS_MIN = 64  # from this many samples on, a pass without refined rows uses worker processes
+PROCESS_JOBS = 8  # samples a worker process takes at a time
 
 
 @dataclass(frozen=True)
@@ -186,12 +187,21 @@ def run_pass(run: RunDir, samples: Sequence, states: dict[str, RowState], option
     workers = max(1, options.workers if options.workers is not None else default_workers())
     processes = (not refined and workers > 1 and len(todo) >= PROCESS_MIN
                  and "fork" in mp.get_all_start_methods())
-    chunk = CHUNK_REFINED if refined else CHUNK * (workers if processes else 1)
+    # worker processes get every job at once (their results are small and come back in order);
+    # threads a chunk at a time (a chunk's masks wait in memory for the refiner)
+    chunk = len(todo) if processes else CHUNK_REFINED if refined else CHUNK
+    lines: dict[str, list] = {}
+
+    def flush() -> None:
+        for name, items in lines.items():
+            stores[name].append(items, replace=states[name].fresh)
+            states[name].fresh = False
+        lines.clear()
+
     with _pool(workers, processes) as compute, progress_bar(len(todo), "reproduce", leave=True) as bar:
         for i in range(0, len(todo), chunk):
-            part = todo[i:i + chunk]
-            lines: dict[str, list] = {}
-            for outcome in compute([(run, s, rows, options.protocol) for s, rows in part]):
+            outcomes = compute([(run, s, rows, options.protocol) for s, rows in todo[i:i + chunk]])
+            for n, outcome in enumerate(outcomes, start=1):
                 if outcome.to_refine:
                     refine_outcome(outcome, refiner, feeder, options.protocol)
                 sid = outcome.sample.sample_id
@@ -200,23 +210,25 @@ def run_pass(run: RunDir, samples: Sequence, states: dict[str, RowState], option
                     states[name].entries[sid] = entry
                     states[name].computed += 1
                     lines.setdefault(name, []).append((sid, entry))
-            for name, items in lines.items():
-                stores[name].append(items, replace=states[name].fresh)
-                states[name].fresh = False
-            bar.update(len(part))
+                if n % CHUNK == 0:
+                    flush()
+                    bar.update(CHUNK)
+            flush()
+            bar.update(n % CHUNK)
     return len(todo)
 
 
 @contextmanager
 def _pool(workers: int, processes: bool):
-    """A function mapping ``[(run, sample, rows, protocol), ...]`` to their outcomes, in order: in
-    forked processes (scores only come back) or in threads (torch kernels single-threaded)."""
+    """A function mapping ``[(run, sample, rows, protocol), ...]`` to an iterator of their outcomes,
+    in order: in forked processes (scores only come back, as they are ready) or in threads (torch
+    kernels single-threaded; the whole list at once)."""
     from ..evolve.interaction import single_threaded_kernels
     from .compute import compute_sample, scores_only
 
     if processes:
         with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork"), initializer=_one_thread) as pool:
-            yield lambda jobs: list(pool.map(scores_only, jobs, chunksize=max(1, len(jobs) // (4 * workers))))
+            yield lambda jobs: pool.map(scores_only, jobs, chunksize=PROCESS_JOBS)
         return
     with ThreadPoolExecutor(workers, thread_name_prefix="reproduce") as pool:
         def compute(jobs):
