@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -65,14 +66,18 @@ def run(argv=None) -> int:
     limits = Limits(max_bytes=int(args.max_upload_mb * (1 << 20)), max_pixels=args.max_pixels)
     grounder = Grounder(ground.build_config(args)).load(ground.FLAGS)  # a missing model stops here
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="rsvg_zeroov_app_"))
-    service = GroundingService(grounder, limits, workdir, tiny=args.tiny)
-    from rsvg_zeroov.app.page import Launch, build_page, launch
+    try:
+        service = GroundingService(grounder, limits, workdir, tiny=args.tiny)
+        from rsvg_zeroov.app.page import Launch, build_page, launch
 
-    page = build_page(service, tiny=args.tiny, examples=write_examples(workdir / "examples"))
-    if args.tiny:
-        log.warning("tiny stand-in models: the page's maps and masks are noise")
-    launch(page, Launch(host=args.host, port=args.port, share=args.share, max_bytes=limits.max_bytes,
-                        queue=args.queue_size))
+        page = build_page(service, tiny=args.tiny, examples=write_examples(workdir / "examples"))
+        if args.tiny:
+            log.warning("tiny stand-in models: the page's maps and masks are noise")
+        launch(page, Launch(host=args.host, port=args.port, share=args.share, max_bytes=limits.max_bytes,
+                            queue=args.queue_size))
+    finally:
+        if args.workdir is None:  # our temporary folder: the downloads and examples go with it
+            shutil.rmtree(workdir, ignore_errors=True)
     return 0
 
 

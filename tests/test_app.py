@@ -4,8 +4,8 @@ with the same settings; plus the pipeline's progress reports, timings and reconf
 
 One app process serves the whole module (the README's ``python app.py --tiny`` with quick settings
 and small upload limits appended); the README's screenshot command runs against it (its URL
-appended), and its real-model command on this machine, where those weights are absent. Without a Chromium the browser tests skip, saying why
-(``.ci/run`` installs one where apt-get can).
+appended), and its real-model command on this machine, where those weights are absent. Without a
+Chromium the browser tests skip, saying why (``.ci/run`` installs one where apt-get can).
 """
 import io
 import json
