@@ -5,18 +5,20 @@ empty file raises :class:`ImageError` naming the file. Images up to ``MAX_PIXELS
 (remote-sensing tiles are large); beyond that the file is refused instead of exhausting memory.
 
 A TIFF that PIL's readings cannot decode faithfully (data other than 8 bits, more than 4 bands,
-georeferenced, or not openable by PIL: :func:`rsvg_zeroov.raster.needs_raster_reader`) is read by
-every reader here through :func:`rsvg_zeroov.raster.read_rgb` instead (band choice, percentile
-stretch, nodata and alpha pixels 0), so every stage sees the same RGB image; JPEG, PNG and other
-files go through the released readings unchanged.
+georeferenced, or not openable by PIL: :func:`needs_raster_reader`) is read by every reader here
+through :func:`rsvg_zeroov.raster.read_rgb` instead (band choice, percentile stretch, nodata and
+alpha pixels 0), so every stage sees the same RGB image; JPEG, PNG and other files go through the
+released readings unchanged.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 
 MAX_PIXELS = 20000 * 20000
+TIFF_SUFFIXES = (".tif", ".tiff")
 
 
 class ImageError(ValueError):
@@ -41,9 +43,58 @@ def _to_uint8(arr: np.ndarray) -> np.ndarray:
 
 def _routed(path: str | Path) -> np.ndarray | None:
     """uint8 RGB of a raster the released readings cannot decode (module doc), else None."""
-    from . import raster
+    if not needs_raster_reader(path):
+        return None
+    from .raster import read_rgb
 
-    return raster.read_rgb(path) if raster.needs_raster_reader(path) else None
+    return read_rgb(path)
+
+
+def needs_raster_reader(path: str | os.PathLike) -> bool:
+    """True for a TIFF that PIL's released readers cannot decode faithfully: data other than 8 bits,
+    more than 4 bands, georeferencing, or a file PIL cannot open at all. Other files, and a TIFF
+    that rasterio cannot open, go to the released readers (and their error messages)."""
+    path = Path(path)
+    if path.suffix.lower() not in TIFF_SUFFIXES:
+        return False
+    try:
+        stat = path.stat()
+    except OSError:
+        return False
+    if stat.st_size == 0:
+        return False
+    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+    if key not in _ROUTED:
+        if len(_ROUTED) > 4096:
+            _ROUTED.clear()
+        _ROUTED[key] = _probe(path)
+    return _ROUTED[key]
+
+
+_ROUTED: dict = {}  # (path, mtime, size) -> needs_raster_reader's answer
+
+
+def _probe(path: Path) -> bool:
+    """needs_raster_reader's answer for a TIFF, from its header (rasterio, then PIL)."""
+    from rasterio.errors import RasterioIOError
+
+    from .raster import _open
+
+    try:
+        with _open(path) as src:
+            if src.count > 4 or any(d != "uint8" for d in src.dtypes):
+                return True
+            if src.crs is not None or not src.transform.is_identity:
+                return True
+    except RasterioIOError:
+        return False
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path):
+            return False
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+        return True
 
 
 def load_rgb(path: str | Path) -> np.ndarray:
@@ -161,10 +212,10 @@ def read_for_sam(path: str | Path) -> np.ndarray:
 def image_hw(path: str | Path) -> tuple[int, int]:
     """(H, W) of the image file, from its header (``datasets.files.image_size`` is the data sets'
     (W, H) reader, with a per-run cache)."""
-    from . import raster
+    if needs_raster_reader(path):
+        from .raster import raster_hw
 
-    if raster.needs_raster_reader(path):
-        return raster.raster_hw(path)
+        return raster_hw(path)
     with _open_checked(path) as im:
         return im.height, im.width
 

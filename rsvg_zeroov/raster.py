@@ -39,11 +39,10 @@ from pathlib import Path
 import numpy as np
 
 from . import cli
-from .images import MAX_PIXELS, ImageError
+from .images import MAX_PIXELS, TIFF_SUFFIXES, ImageError, needs_raster_reader  # noqa: F401 - re-exported
 
 log = logging.getLogger(__name__)
 
-TIFF_SUFFIXES = (".tif", ".tiff")
 CACHE_MB = 128  # GDAL block cache for our reads (its default is 5 % of the machine's memory)
 STRIP_ROWS = 128  # rows per read (rounded to a multiple of the reduction factor)
 STRETCH_SAMPLES = 4_000_000  # at most this many values per band enter the percentiles (even stride)
@@ -358,51 +357,7 @@ def _fit_stretch(data: np.ndarray, bvalid: np.ndarray, percentiles) -> tuple[np.
     return np.array(lows), np.array(highs)
 
 
-# ---------------------------------------------------------------------------- routing (images.py)
-def needs_raster_reader(path: str | os.PathLike) -> bool:
-    """True for a TIFF that PIL's released readers cannot decode faithfully: data other than 8 bits,
-    more than 4 bands, georeferencing, or a file PIL cannot open at all. Other files, and a TIFF
-    that rasterio cannot open, go to the released readers (and their error messages)."""
-    path = Path(path)
-    if path.suffix.lower() not in TIFF_SUFFIXES:
-        return False
-    try:
-        stat = path.stat()
-    except OSError:
-        return False
-    if stat.st_size == 0:
-        return False
-    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
-    if key not in _ROUTED:
-        if len(_ROUTED) > 4096:
-            _ROUTED.clear()
-        _ROUTED[key] = _probe(path)
-    return _ROUTED[key]
-
-
-_ROUTED: dict = {}
-
-
-def _probe(path: Path) -> bool:
-    from rasterio.errors import RasterioIOError
-
-    try:
-        with _open(path) as src:
-            if src.count > 4 or any(d != "uint8" for d in src.dtypes):
-                return True
-            if src.crs is not None or not src.transform.is_identity:
-                return True
-    except RasterioIOError:
-        return False
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path):
-            return False
-    except (UnidentifiedImageError, OSError, ValueError):
-        return True
-
-
+# ---------------------------------------------------------------------------- whole-file readings
 def raster_hw(path: str | os.PathLike) -> tuple[int, int]:
     """(H, W) of a raster from its header."""
     from rasterio.errors import RasterioIOError
