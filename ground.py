@@ -1,16 +1,22 @@
 #!/usr/bin/env python
-"""Ground one phrase in one image with all three stages in one process.
+"""Ground phrases in one image or scene with all three stages in one process.
 
     python ground.py --image scene.jpg --text "the storage tank left of the road" [--out DIR]
 
 Writes DIR/mask.png (uint8 0/255), DIR/box.json ({"box": [x1, y1, x2, y2] | null, ...}) and
-DIR/overlay.png, and prints the box. A GeoTIFF input also gives DIR/mask.tif (same georeferencing)
-and DIR/mask.geojson (the mask's polygons in the image's CRS).
+DIR/overlay.png, and prints the box. A GeoTIFF input also gives DIR/mask.tif (the input's grid, CRS
+and transform) and the mask's polygons, DIR/mask.geojson (RFC 7946, WGS84; --vector-crs native for
+the image's CRS) and/or mask.gpkg / mask.shp (--vector). A raster beyond the VLM's pixel budget
+(16-bit, float, many bands, nodata: --bands, --stretch) is grounded coarse to fine, read by
+windows: stage 1 on the whole scene reduced to the budget, then the pipeline on the focus window
+at native resolution (docs/scenes.md); its mask is DIR/mask.tif. Several phrases (--text
+repeated, or --texts FILE with one per line) share the reads and the refiner's embedding and get
+DIR/phrase-01/, DIR/phrase-02/, ...
 
 --tiny runs the offline random-weight stand-ins (outputs are meaningless; for trying the tool
 without the real weights) with the quick settings (--inversion ddim, --max-new-tokens 16, stop at
 the answer's closing bracket) unless you set them. The real models keep the paper's settings.
-The expression and the image are checked, and every model resolved, before anything is loaded:
+The expressions and the image are checked, and every model resolved, before anything is loaded:
 a problem is one "error:" line and exit status 2.
 """
 from __future__ import annotations
@@ -45,9 +51,21 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--image", "--image_path", dest="image", required=True,
                    help="image file (JPEG/PNG/TIFF/GeoTIFF)")
-    p.add_argument("--text", "--question", dest="text", required=True, help="the referring expression")
+    p.add_argument("--text", "--question", dest="text", action="append", default=None,
+                   help="the referring expression (repeat for several phrases)")
+    p.add_argument("--texts", default=None, metavar="FILE", help="a text file with one expression per line")
     p.add_argument("--out", default="grounded", help="output folder (default: grounded/)")
-    return add_setting_flags(p)
+    p.add_argument("--max-pixels", dest="vlm_max_pixels", type=int, default=None, metavar="PIXELS",
+                   help="the VLM's pixel budget (qwen_vl_utils max_pixels; default its own, 16384 cells)")
+    add_setting_flags(p)
+    scene = p.add_argument_group("rasters and scenes (docs/scenes.md)")
+    from rsvg_zeroov.raster import RasterOptions
+    from rsvg_zeroov.scene import SceneOptions
+    from rsvg_zeroov.vectors import VectorOptions
+
+    for options in (RasterOptions, SceneOptions, VectorOptions):
+        cli.add_config_flags(scene, options)
+    return p
 
 
 def add_setting_flags(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -95,7 +113,7 @@ def build_config(args: argparse.Namespace):
     from rsvg_zeroov.pipeline import PipelineConfig, tiny_refiner
 
     overview = {"model": args.vlm, "max_new_tokens": args.max_new_tokens, "fidelity": args.fidelity,
-                "stop_at_bracket": args.stop_at_bracket}
+                "stop_at_bracket": args.stop_at_bracket, "max_pixels": getattr(args, "vlm_max_pixels", None)}
     config = PipelineConfig(
         overview=OverviewConfig().override(**{k: v for k, v in overview.items() if v is not None}),
         focus=FocusConfig().override(model=args.sd, inversion=args.inversion, num_steps=args.steps),
@@ -110,49 +128,51 @@ def build_config(args: argparse.Namespace):
     return config.with_quick_settings(_given(args))
 
 
-def read_input(path: str):
-    """(what the stages get: the path, or the GeoTIFF's array; uint8 RGB (H, W, 3) to draw on;
-    georeferencing or None). Checks the file before any model loads."""
-    from rsvg_zeroov import geo
-    from rsvg_zeroov.images import load_rgb
-    from rsvg_zeroov.pipeline import image_input
+def read_texts(args: argparse.Namespace) -> list[str]:
+    """The phrases of --text (repeated) and --texts FILE, each checked; ValueError when none."""
+    from rsvg_zeroov.images import check_expression
 
-    if Path(path).is_file() and geo.is_geotiff(path):
-        rgb, georef = geo.read_geotiff(path)
-        image_input(rgb)
-        return rgb, rgb, georef
-    image_input(path)
-    return path, load_rgb(path), None
+    texts = list(args.text or [])
+    if args.texts:
+        path = Path(args.texts)
+        if not path.is_file():
+            raise ValueError(f"--texts {path}: file not found")
+        texts += [line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
+        if not texts:
+            raise ValueError(f"--texts {path}: no phrase in the file (one expression per line)")
+    if not texts:
+        check_expression(None)
+    return [check_expression(t) for t in texts]
 
 
 def run(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from rsvg_zeroov import geo
-    from rsvg_zeroov.images import check_expression
     from rsvg_zeroov.pipeline import Grounder
-    from rsvg_zeroov.rundir import save_json, save_png
+    from rsvg_zeroov.raster import RasterOptions
     from rsvg_zeroov.runner import jsonable
-    from rsvg_zeroov.visualize.overlay import mask_overlay
+    from rsvg_zeroov.scene import SceneOptions, check_scene, ground_scene, write_scene_outputs
+    from rsvg_zeroov.vectors import VectorOptions
 
-    check_expression(args.text)
-    image, rgb, georef = read_input(args.image)
+    texts = read_texts(args)
+    options = {cls: cli.config_from_args(cls, args) for cls in (RasterOptions, SceneOptions, VectorOptions)}
+    check_scene(args.image, options[RasterOptions])  # before any model loads
     grounder = Grounder(build_config(args)).load(FLAGS)
-    result = grounder.ground(image, args.text)
+    results = ground_scene(grounder, args.image, texts, options[SceneOptions], options[RasterOptions])
     out = Path(args.out)
-    save_png(out / "mask.png", result.mask.astype("uint8") * 255)
-    save_png(out / "overlay.png", mask_overlay(rgb, result.mask, result.box))
-    record = {"image": str(args.image), "text": args.text, "box": result.box, "sam_score": result.sam_score,
-              "mask_pixels": int(result.mask.sum()), "vlm_answer": result.answer,
-              "width": int(rgb.shape[1]), "height": int(rgb.shape[0]), "models_are_tiny_stand_ins": args.tiny,
-              "config": jsonable(grounder.config)}
-    if georef is not None:
-        geo.write_mask_geotiff(out / "mask.tif", result.mask, georef)
-        geo.write_geojson(out / "mask.geojson", geo.mask_geojson(result.mask, georef, {"text": args.text}))
-        record["georeferenced"] = ["mask.tif", "mask.geojson"]
-    save_json(out / "box.json", record)
-    print(json.dumps(result.box))
-    print(f"wrote {out}/mask.png, box.json, overlay.png" + (", mask.tif, mask.geojson" if georef else ""),
-          file=sys.stderr)
+    extra = {"models_are_tiny_stand_ins": args.tiny, "config": jsonable(grounder.config),
+             "scene_options": jsonable(options[SceneOptions]), "raster_options": jsonable(options[RasterOptions]),
+             "vector_options": jsonable(options[VectorOptions])}
+    folders = [out] if len(results) == 1 else [out / f"phrase-{i:02d}" for i in range(1, len(results) + 1)]
+    index = []
+    for folder, result in zip(folders, results):
+        record = write_scene_outputs(result, folder, options[VectorOptions], extra)
+        print(json.dumps(result.box))
+        print(f"wrote {folder}/{', '.join(record['outputs'])}", file=sys.stderr)
+        index.append({"text": result.text, "folder": folder.name, "box": result.box})
+    if len(results) > 1:
+        from rsvg_zeroov.rundir import save_json
+
+        save_json(out / "phrases.json", index)
     return 0
 
 

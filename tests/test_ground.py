@@ -51,7 +51,8 @@ def test_ground_geotiff_keeps_georeferencing(tiny_dir, tmp_path):
     with rasterio.open(tmp_path / "scene.tif", "w", driver="GTiff", width=80, height=64, count=3,
                        dtype="uint16", crs="EPSG:32633", transform=transform) as dst:
         dst.write(img)
-    out = _run(["--image", "scene.tif", "--text", "the red square", "--out", "res", *FAST], tiny_dir, tmp_path)
+    out = _run(["--image", "scene.tif", "--text", "the red square", "--out", "res", "--vector-crs", "native", *FAST],
+               tiny_dir, tmp_path)
     assert out.returncode == 0, out.stderr
     with rasterio.open(tmp_path / "res" / "mask.tif") as m:
         assert m.crs.to_epsg() == 32633 and m.transform == transform and m.count == 1
@@ -69,6 +70,32 @@ def test_ground_geotiff_keeps_georeferencing(tiny_dir, tmp_path):
     polygons = [f["geometry"]["coordinates"] for f in gj["features"]]
     total = sum(ring_area(p[0]) - sum(ring_area(h) for h in p[1:]) for p in polygons)
     assert total == pytest.approx(0.25 * int((mask > 0).sum()))  # 0.5 m pixels
+    assert sum(f["properties"]["area"] for f in gj["features"]) == pytest.approx(total)
+    assert all(f["properties"]["expression"] == "the red square" for f in gj["features"])
+    rec = json.loads((tmp_path / "res" / "box.json").read_text())
+    assert rec["crs"] == "EPSG:32633" and set(rec["georeferenced"]) == {"mask.tif", "mask.geojson"}
+    if rec["box"] is not None:
+        x1, y1, x2, y2 = rec["box"]
+        assert rec["box_crs"] == [500000.0 + x1 / 2, 4200000.0 - (y2 + 1) / 2, 500000.0 + (x2 + 1) / 2,
+                                  4200000.0 - y1 / 2]
+
+
+def test_scene_flags_are_checked_before_any_model_loads(tiny_dir, tmp_path):
+    """A band the raster lacks and an unknown vector format: one message, exit 2, no model reached
+    (the models named here do not exist)."""
+    rasterio = pytest.importorskip("rasterio")
+    from rasterio.transform import from_origin
+
+    with rasterio.open(tmp_path / "scene.tif", "w", driver="GTiff", width=80, height=64, count=3, dtype="uint8",
+                       crs="EPSG:32633", transform=from_origin(500000.0, 4200000.0, 0.5, 0.5)) as dst:
+        dst.write(_scene(64, 80).transpose(2, 0, 1))
+    msg = _error_line(_run(["--image", "scene.tif", "--text", "x", "--bands", "1,2,9", "--vlm", "nowhere/x"],
+                           tiny_dir, tmp_path))
+    assert "--bands 1,2,9" in msg and "3 band" in msg
+    out = _run(["--image", "scene.tif", "--text", "x", "--vector", "kml"], tiny_dir, tmp_path)
+    assert out.returncode == 2 and "--vector 'kml': choose from geojson, gpkg, shp" in out.stderr
+    msg = _error_line(_run(["--image", "scene.tif", "--texts", "none.txt", "--vlm", "nowhere/x"], tiny_dir, tmp_path))
+    assert "--texts none.txt" in msg
 
 
 def test_ground_clear_errors(tmp_path, tiny_dir):

@@ -3,7 +3,8 @@
 Where each command runs:
 - ``make setup`` / ``make test``: CI (``.ci/run`` is exactly ``make test``, which runs setup first);
 - ``make demo``: below, with the quick stage-2 settings the demo script documents;
-- ``python ground.py ...``: tests/test_ground.py (``--tiny``);
+- ``python ground.py ...``: tests/test_ground.py (``--tiny``); the two "Your own imagery" commands and
+  that section's Python block: tests/test_scene.py (``--tiny``, generated GeoTIFFs);
 - ``python llmattn.py --image_path ...`` (the released one-image interface) and
   ``python -m rsvg_zeroov.models``: below;
 - the "From Python" block: below, with ``PipelineConfig.quick_tiny()`` and a synthetic image;
@@ -38,6 +39,9 @@ README = (REPO / "README.md").read_text()
 SHOWN = [
     "make setup", "make demo", "make test",
     'python ground.py --image scene.jpg --text "the storage tank left of the road" --out grounded/',
+    'python ground.py --image scene.tif --text "the storage tank" --vector gpkg --out grounded/',
+    "python ground.py --image scene.tif --bands 3,2,1 --texts phrases.txt --vector gpkg,geojson --simplify 0.5 "
+    "--out grounded/",
     'python llmattn.py --image_path scene.jpg --question "the plane on the left" --out grounded/',
     "python -m rsvg_zeroov.models",
     "python -m rsvg_zeroov.datasets --dataset rrsisd --root datasets/rrsisd --split test | head",
