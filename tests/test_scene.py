@@ -62,8 +62,9 @@ def _readme_python_block() -> str:
 
 def test_a_scene_that_fits_the_budget_gives_todays_result(grounder, tmp_path, monkeypatch, caplog):
     """8-bit GeoTIFF: what ground.py gave before (Grounder.ground on the bands read as they are).
-    uint16 TIFF without CRS, through the README's Python block: Grounder.ground on the file (every
-    stage reads it through the raster reader), pixel outputs only."""
+    uint16 RGBA TIFF without CRS, through the README's Python block: Grounder.ground on the file
+    (every stage reads it through the raster reader) without the transparent pixels; pixel outputs
+    only."""
     from rsvg_zeroov.scene import ground_scene
 
     rgb = _picture(64, 80)
@@ -73,16 +74,21 @@ def test_a_scene_that_fits_the_budget_gives_todays_result(grounder, tmp_path, mo
     (now,) = ground_scene(grounder, eight, ["the red square"])
     assert now.plain and now.crs and now.box == before.box and now.score == before.sam_score
     assert np.array_equal(now.full_mask(), before.mask) and now.answer == before.answer
-    with rasterio.open(tmp_path / "scene.tif", "w", driver="GTiff", width=80, height=64, count=3,
-                       dtype="uint16") as dst:
-        dst.write(rgb.transpose(2, 0, 1).astype(np.uint16) * 40)
+    rgba = np.concatenate([rgb.transpose(2, 0, 1).astype(np.uint16) * 40, np.full((1, 64, 80), 65535, np.uint16)])
+    rgba[3, :, :24] = 0  # transparent: no data
+    with rasterio.open(tmp_path / "scene.tif", "w", driver="GTiff", width=80, height=64, count=4, dtype="uint16",
+                       photometric="RGB", alpha="YES") as dst:
+        dst.write(rgba)
     monkeypatch.chdir(tmp_path)
     namespace = {"grounder": grounder}
     with caplog.at_level(logging.WARNING):
         exec(_readme_python_block(), namespace)  # noqa: S102 - our README
     (now,) = namespace["results"]
     on_file = grounder.ground(tmp_path / "scene.tif", "the storage tank")
-    assert now.plain and not now.crs and now.box == on_file.box and np.array_equal(now.full_mask(), on_file.mask)
+    assert on_file.mask[:, :24].any(), "the tiny models' mask misses the alpha region: the test proves nothing"
+    expected = on_file.mask.copy()
+    expected[:, :24] = False  # the alpha region is never in the mask; the rest is Grounder.ground's
+    assert now.plain and not now.crs and np.array_equal(now.full_mask(), expected)
     assert "no CRS: pixel outputs only" in caplog.text
     assert sorted(p.name for p in (tmp_path / "grounded").iterdir()) == ["box.json", "mask.png", "overlay.png"]
 
