@@ -102,7 +102,8 @@ def heatmaps(records: Sequence[dict], title: str, path: Path) -> Path | None:
                 ki, ti = np.unravel_index(np.nanargmax(grid[ai]), grid[ai].shape)
                 ax.add_patch(_rect(ti, ki, "#ff3030"))
             if best is not None and best[0] == ai:
-                ax.plot(best[2], best[1], marker="*", color="#ffd700", markersize=16, markeredgecolor="black")
+                ax.plot(best[2] + 0.32, best[1] - 0.28, marker="*", color="#ffd700", markersize=12,
+                        markeredgecolor="black")  # in the cell's corner, beside its value
             ax.set_xticks(range(len(taus)), [f"{t:g}" for t in taus], fontsize=7)
             ax.set_yticks(range(len(ks)), [str(k) for k in ks], fontsize=7)
             ax.set_xlabel("tau", fontsize=8)
