@@ -186,3 +186,32 @@ def test_mask_png_round_trips_through_every_reader(tmp_path):
     assert pil.dtype == np.uint8 and np.array_equal(pil, expect)
     assert np.array_equal(cv2.imread(str(tmp_path / "m.png"), cv2.IMREAD_UNCHANGED), expect)
     assert np.array_equal(decode_gray8_png((tmp_path / "m.png").read_bytes()), expect)
+
+
+def test_georef_writes_a_geotiff_beside_each_georeferenced_mask(crafted):
+    import rasterio
+    from PIL import Image
+    from rasterio.transform import from_origin
+
+    jsonl, run, expected = crafted
+    png = next(jsonl.parent.rglob("A.png"))  # A is made a georeferenced GeoTIFF of the same pixels
+    pixels = np.asarray(Image.open(png).convert("RGB"))
+    tif, transform = png.with_suffix(".tif"), from_origin(500000.0, 4600000.0, 0.5, 0.5)
+    with rasterio.open(tif, "w", driver="GTiff", width=48, height=64, count=3, dtype="uint8",
+                       crs="EPSG:32633", transform=transform) as dst:
+        dst.write(pixels.transpose(2, 0, 1))
+    jsonl.write_text(jsonl.read_text().replace("A.png", "A.tif"))
+    assert cli(jsonl, run, "--no-sam") == 0
+    before = read_jsonl(run.predictions)
+    assert cli(jsonl, run, "--no-sam", "--georef") == 0  # same predictions: only the .tif files are added
+    assert read_jsonl(run.predictions) == before
+    for sid in ("a1", "a2"):
+        with rasterio.open(run.mask_tif(sid)) as src:
+            assert src.crs.to_epsg() == 32633 and src.transform == transform and src.shape == (64, 48)
+            np.testing.assert_array_equal(src.read(1) == 255, expected[sid])
+    assert not run.mask_tif("b1").exists() and not run.mask_tif("z1").exists()  # B.png has no georeferencing
+    assert read_evolve_config(run)["georef"] is True
+    run.mask_tif("a2").unlink()  # resume: only the sample missing its GeoTIFF is written again
+    before = run.mask_png("a1").stat().st_mtime_ns
+    assert cli(jsonl, run, "--no-sam", "--georef") == 0
+    assert run.mask_tif("a2").is_file() and run.mask_png("a1").stat().st_mtime_ns == before

@@ -22,6 +22,7 @@ REFINE_PROMPTS = ("box", "box+points", "points", "box+mask")
 # settings added after run directories were first written: they enter the fingerprint only when
 # set away from their default, so every earlier run keeps its fingerprint (and resumes)
 LATER_SETTINGS = ("refine_prompt", "refine_iters")
+OUTPUT_OPTIONS = ("save_maps", "georef")  # extra files only: not in the prediction fingerprint
 # earlier spellings of the refiner settings (configs written before the refiner role, old callers)
 LEGACY_KEYS = ("sam", "sam_type", "sam_checkpoint")
 
@@ -66,6 +67,8 @@ class EvolveConfig:
     refine_iters: refinement passes; each pass after the first re-boxes from the previous refined
         mask (the released ``num_iters``, 1). Needs a box mode when above 1.
     save_maps: also write ``RUN/maps/<id>.npz`` with ``c, a_cs, seeds, region, a_e`` (32 x 32).
+    georef: also write ``RUN/masks/<id>.tif`` (the mask as a GeoTIFF with the image's CRS,
+        transform and nodata) when the input image is georeferenced; other images get only the PNG.
     """
 
     k: int = field(default=7, metadata=cli.flag("--k", "seeds: the K largest distinct VLM values"))
@@ -97,6 +100,10 @@ class EvolveConfig:
     save_maps: bool = field(default=False, metadata=cli.flag(
         "--save-maps", "also write RUN/maps/<id>.npz (c, a_cs, seeds, region, a_e on the 32 grid)",
         store_true=True))
+
+    georef: bool = field(default=False, metadata=cli.flag(
+        "--georef", "also write RUN/masks/<id>.tif, the mask with the input's georeferencing (CRS, "
+        "transform, nodata), for each georeferenced input image", store_true=True))
 
     def __post_init__(self) -> None:
         res = tuple(sorted({int(r) for r in self.resolutions}))
@@ -161,9 +168,9 @@ class EvolveConfig:
 
     def fingerprint(self) -> str:
         """Short hash of every setting that changes the predictions (resume skips only matching records):
-        every field but ``save_maps``, so a field added later cannot be left out; the fields of
+        every field but the output options ``save_maps`` / ``georef``, so a field added later cannot be left out; the fields of
         :data:`LATER_SETTINGS` only when set away from their default (earlier runs keep their hash)."""
-        keys = [f.name for f in dataclasses.fields(self) if f.name != "save_maps"
+        keys = [f.name for f in dataclasses.fields(self) if f.name not in OUTPUT_OPTIONS
                 and not (f.name in LATER_SETTINGS and getattr(self, f.name) == f.default)]
         blob = json.dumps({k: getattr(self, k) for k in keys}, sort_keys=True)
         return hashlib.sha1(blob.encode()).hexdigest()[:12]

@@ -126,7 +126,14 @@ class EvolveStage:
         """A record of this config, its mask PNG intact and of the image's size, maps if asked."""
         if self.records.valid(sample.sample_id, self.fingerprint, (sample.width, sample.height)) is None:
             return False
-        return not self.config.save_maps or self.run.maps_npz(sample.sample_id).is_file()
+        if self.config.save_maps and not self.run.maps_npz(sample.sample_id).is_file():
+            return False
+        return not self.config.georef or self._georef_done(sample)
+
+    def _georef_done(self, sample) -> bool:
+        from ..geo import is_geotiff
+
+        return self.run.mask_tif(sample.sample_id).is_file() or not is_geotiff(sample.image_path)
 
     # ------------------------------------------------------------------------------ work
     def _load_evolve(self, sample) -> EvolveResult:
@@ -151,6 +158,10 @@ class EvolveStage:
             png = write_mask(self.run, sid, mask)
             if self.config.save_maps:
                 write_maps(self.run, sid, result.maps())
+            if self.config.georef:
+                from ..geo import write_mask_like
+
+                write_mask_like(self.run.mask_tif(sid), mask, sample.image_path)
             return make_record(sid, _box(mask), self.run.mask_rel(sid), score, self.fingerprint, png)
 
     def _whole(self, sample) -> dict:

@@ -179,6 +179,10 @@ class RunDir:
     def mask_png(self, sid: str) -> Path:
         return self.root / "masks" / f"{sid}.png"
 
+    def mask_tif(self, sid: str) -> Path:
+        """Stage 3's ``--georef`` GeoTIFF of the mask, beside its PNG."""
+        return self.root / "masks" / f"{sid}.tif"
+
     def mask_rel(self, sid: str) -> str:
         return f"masks/{sid}.png"
 
