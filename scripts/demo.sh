@@ -5,6 +5,7 @@
 #   DEMO_DIR [demo]  DEMO_N [3 samples]  PYTHON [python]
 #   VLM [tiny]: the stage-1 VLM key (`make demo VLM=tiny-qwen3-vl`; python -m rsvg_zeroov.models lists them)
 #   REFINER []: a stage-3 refiner key, passed as --refiner (`make demo REFINER=box-fill`); unset = --sam-type tiny
+#   (with VLM or REFINER set the run goes to DEMO_DIR/run-<VLM>-<REFINER>, not DEMO_DIR/run)
 #   DEMO_STAGE1_ARGS [--max-new-tokens 8]
 #   DEMO_STAGE2_ARGS [--inversion ddim]: stage 2 uses the documented cheap DDIM-inversion mode so the
 #   demo fits in a few minutes on 2 CPU cores; DEMO_FAITHFUL=1 runs the paper's 20-step null-text
@@ -20,7 +21,8 @@ say "1/6 tiny offline models (random weights - stand-ins for Qwen2.5-VL-7B, SD v
 say "2/6 synthetic data set in the RRSIS-D (REFER) format: $N samples"
 [ -d "$DEMO_DIR/data" ] || "$PY" -m rsvg_zeroov.synthetic --format rrsisd --out "$DEMO_DIR/data" --n "$N"
 
-export DATASET=rrsisd ROOT="$DEMO_DIR/data" SPLIT=test OUT="$DEMO_DIR/run" MODEL=tiny
+# another VLM or refiner gets its own run folder, so no stage resumes on the other models' dumps
+export DATASET=rrsisd ROOT="$DEMO_DIR/data" SPLIT=test OUT="$DEMO_DIR/run${VLM:+-$VLM}${REFINER:+-$REFINER}" MODEL=tiny
 say "3/6 stage 1 Overview (llmattn.sh${VLM:+, VLM $VLM})"
 MODEL="${VLM:-tiny}" EXTRA_ARGS="${DEMO_STAGE1_ARGS:---max-new-tokens 8}" bash llmattn.sh
 if [ "${DEMO_FAITHFUL:-0}" = 1 ]; then stage2=""; else stage2=${DEMO_STAGE2_ARGS:---inversion ddim}; fi

@@ -242,10 +242,23 @@ def test_make_demo_with_another_vlm_and_refiner(tmp_path, tiny_dir):
     proc = subprocess.run(["bash", str(REPO / "scripts" / "demo.sh")], capture_output=True, text=True, env=env,
                           cwd=REPO, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    folder = tmp_path / "demo" / "run"
+    folder = tmp_path / "demo" / "run-tiny-qwen3-vl-tiny-sam2.1"  # its own folder: nothing resumes on other dumps
     run = RunDir(folder)
     (sid,) = [p.stem for p in (folder / "overview").glob("*.npy")]
     meta = run.load_overview(sid)[1]
     assert meta["model_key"] == "tiny-qwen3-vl" and meta["box_convention"] == "grid-1000"
     assert json.loads(run.config("evolve").read_text())["config"]["refiner"] == "tiny-sam2.1"
     assert run.metrics.is_file() and run.mask_png(sid).is_file() and run.focus_file(sid, "meta.json").is_file()
+
+
+def test_a_default_model_run_does_not_resume_on_another_models_dumps():
+    """Without --model the run is the default VLM's: a sidecar of another key or family is redone."""
+    from rsvg_zeroov.rundir.overview import settings_match
+
+    config = OverviewConfig()
+    base = {"fidelity": "released", "generation": {"max_new_tokens": config.max_new_tokens}}
+    assert settings_match({**base, "model_key": vlm.VLMS.default.key}, config)
+    assert settings_match(base, config)  # a sidecar of an earlier version names no key
+    assert not settings_match({**base, "model_key": "qwen3-vl-2b", "box_convention": "grid-1000"}, config)
+    assert not settings_match({**base, "model_key": None, "box_convention": "fraction"}, config)
+    assert settings_match({**base, "model_key": "qwen3-vl-2b"}, OverviewConfig(model="qwen3-vl-2b"))

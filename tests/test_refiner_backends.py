@@ -286,3 +286,16 @@ def test_tiny_root_made_by_another_stand_in_still_gets_the_paper_stand_ins(tmp_p
     assert ensure_tiny("refiner").read_text() == "sam"
     assert (root / "qwen").is_dir() and (root / "sd").is_dir() and (root / "sam_hf" / "tiny-sam2.1").is_dir()
     assert tiny.build_all(root) == root  # nothing left to add
+
+
+def test_prompt_settings_without_a_refiner_are_refused(crafted, capsys):
+    """--refine-prompt / --refine-iters with --no-sam would do nothing (and change the fingerprint):
+    one clear error before any sample is touched."""
+    with pytest.raises(ValueError, match="there is none"):
+        EvolveConfig(refiner=None, refine_prompt="points")
+    with pytest.raises(ValueError, match="there is none"):
+        EvolveConfig().override(sam=False, refine_iters=2)
+    assert EvolveConfig(refiner=None).fingerprint() == EvolveConfig(refiner=None, refine_prompt="box").fingerprint()
+    jsonl, run, _ = crafted
+    assert exit_status(cli, jsonl, run, "--no-sam", "--refine-prompt", "box+points") == 2
+    assert "--refine-prompt" in capsys.readouterr().err and not run.predictions.exists()

@@ -260,17 +260,6 @@ def test_refined_rows_with_box_fill_and_the_tiny_sam(crafted, tiny_sam, tmp_path
     assert len(built) == 1 and built[0].n_images == len({s["image"] for s in CRAFTED})
 
 
-def test_prompt_rows_wait_for_the_prompt_modes(crafted, monkeypatch):
-    from rsvg_zeroov.reproduce import harness
-
-    monkeypatch.setattr(harness, "prompt_modes_available", lambda: False)
-    jsonl, run, _ = crafted
-    _run(jsonl, run, tables=("ablation",), refiner="box-fill")
-    lines = _table_lines(run, "ablation")
-    for mode in ("box+points", "points", "box+mask"):
-        assert any(f"`prompt-{mode}`" in ln and "not run: needs refiner prompt modes" in ln for ln in lines)
-
-
 def test_figures_are_drawn_for_the_tables(crafted):
     from PIL import Image
 

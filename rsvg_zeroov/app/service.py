@@ -111,7 +111,9 @@ class Settings:
         evolve = {"k": self.k, "tau": self.tau, "alpha": self.alpha, "fidelity": self.fidelity, "refiner": refiner}
         if refiner != config.evolve.refiner:
             evolve["refiner_checkpoint"] = None
-        if self.prompt is not None and hasattr(config.evolve, "refine_prompt"):
+        if refiner is None:  # no refiner: nothing to prompt
+            evolve.update(refine_prompt="box", refine_iters=1)
+        elif self.prompt is not None:
             evolve["refine_prompt"] = self.prompt
         return config.replace(overview={"fidelity": self.fidelity}, evolve=evolve,
                               focus={"inversion": self.inversion, "num_steps": int(self.steps)})

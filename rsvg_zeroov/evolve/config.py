@@ -130,6 +130,10 @@ class EvolveConfig:
             raise ValueError(f"refine_iters={self.refine_iters!r}: the number of refinement passes must be "
                              f"a positive integer")
         object.__setattr__(self, "refine_iters", int(self.refine_iters))
+        if self.refiner is None and (self.refine_prompt != "box" or self.refine_iters != 1):
+            raise ValueError(f"refine_prompt={self.refine_prompt!r} / refine_iters={self.refine_iters} prompt "
+                             f"the refiner, but there is none (--no-sam / --refiner none): drop "
+                             f"--refine-prompt / --refine-iters, or choose a refiner")
         if self.refine_iters > 1 and "box" not in self.refine_prompt:
             raise ValueError(f"refine_iters={self.refine_iters} re-boxes from the previous mask: it needs a "
                              f"prompt with a box (--refine-prompt box, box+points or box+mask), not "

@@ -13,7 +13,8 @@ processor scales the coordinates (``original_sizes=`` without the image). Of the
 image size by the processor's ``post_process_masks`` (threshold 0; SAM-HQ: its default of the SAM
 and HQ masks summed, ``hq_token_only=False``).
 
-Weights load with ``from_pretrained`` (safetensors, never remote code) from a hub id in the local
+Weights load with ``from_pretrained`` (safetensors files, or ``.bin`` files through transformers'
+``torch.load(weights_only=True)``; never remote code) from a hub id in the local
 cache or a folder (``--refiner-checkpoint DIR``); ``facebook/sam3`` holds the whole SAM 3, of
 which ``Sam3TrackerModel`` loads the tracker.
 """

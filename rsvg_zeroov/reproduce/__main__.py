@@ -1,7 +1,7 @@
 """The paper's tables from one run's stage-1/2 dumps (docs/reproduce.md).
 
     python -m rsvg_zeroov.reproduce --dataset D --root R --split S --out RUN [--table main|ablation|sensitivity|all]
-                                    [--no-sam | --refiner KEY [--refiner-checkpoint FILE]] [--grid GRID]
+                                    [--no-sam | --refiner KEY [--refiner-checkpoint PATH]] [--grid GRID]
 
 Reads RUN/overview/ and RUN/focus/ (the stage-1/2 dumps), computes every row of the tables asked
 for in one pass over the samples, scores each row with the evaluator (--protocol, default zeroov)
@@ -35,8 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--refiner", default="vit_h", metavar="KEY",
                    help="the refiner's registry key (default vit_h; tiny with the offline stand-ins; "
                    "python -m rsvg_zeroov.models lists them)")
-    r.add_argument("--refiner-checkpoint", "--sam-checkpoint", dest="refiner_checkpoint", default=None, metavar="FILE",
-                   help="its weights file (default sam_checkpoint/<its official file name>)")
+    r.add_argument("--refiner-checkpoint", "--sam-checkpoint", dest="refiner_checkpoint", default=None, metavar="PATH",
+                   help="its weights: a SAM .pth file (default sam_checkpoint/<its official file name>) or, "
+                        "for the transformers refiners, a model folder (default: the hub id's cache)")
     r.add_argument("--device", default=None, help="the refiner's device (default cuda when available, else cpu)")
     o = p.add_argument_group("scoring and output")
     o.add_argument("--protocol", default="zeroov", help="evaluation protocol (default zeroov, the paper's)")

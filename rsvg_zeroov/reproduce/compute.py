@@ -30,7 +30,7 @@ from ..npyio import DumpError
 from ..rundir import RunDir
 from .baselines import box_mask, diffpng_mask, vlm_box
 from .dumps import SampleDumps, error_text as _error, thread_buffers
-from .rows import Row, prompt_modes_available, row_config
+from .rows import Row, row_config
 
 
 class RowFailed(Exception):
@@ -199,18 +199,17 @@ class ImageFeeder:
 
 def refine_outcome(outcome: SampleOutcome, refiner, feeder: ImageFeeder, protocol, keep_masks: bool = False) -> None:
     """Refine and score the outcome's refined rows (an empty mask skips the refiner: empty prediction)."""
-    modes = prompt_modes_available()
     size = (outcome.sample.height, outcome.sample.width)
     # released-fidelity rows first: the image is read a second way at most once per sample
     for row, mask, result in sorted(outcome.to_refine, key=lambda job: job[0].config.fidelity != "released"):
         try:
             if mask.any():
                 feeder.use(outcome.sample, row.config.fidelity)
-                if result is not None and modes:
+                if result is not None:  # a stage-3 variant: prompted as its config says
                     from ..evolve.refine import refine_result
 
                     mask, _score = refine_result(refiner, result, row_config(row), size)
-                else:
+                else:  # a mask from elsewhere (the VLM's box): its tight box is the prompt
                     mask, _score = refiner.refine(mask)
         except Exception as exc:  # noqa: BLE001 - recorded for this row, the others go on
             outcome.fail(row.name, _error(exc), protocol)

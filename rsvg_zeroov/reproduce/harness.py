@@ -20,7 +20,7 @@ from typing import Sequence
 
 from ..evolve.config import EvolveConfig
 from ..rundir import FOCUS_16TO32, RunDir
-from .rows import (DEFAULT_GRID, LAYOUT, TABLES, Row, build_rows, prompt_modes_available, row_config,
+from .rows import (DEFAULT_GRID, LAYOUT, TABLES, Row, build_rows, row_config,
                    sensitivity_rows)
 from .store import Entry, RowStore, fingerprint, reproduce_dir, write_failures
 
@@ -119,8 +119,6 @@ def not_run_reason(row: Row, options: Options, missing: dict[str, str | None]) -
     """Why ``row`` cannot run here, as the table says it ("not run: ..."), or None."""
     if row.sam and options.no_sam:
         return "not run: --no-sam"
-    if row.prompt is not None and not prompt_modes_available():
-        return "not run: needs refiner prompt modes"
     if row.sam and row.prompt is not None:
         from ..evolve.refine import check_prompt_support
 

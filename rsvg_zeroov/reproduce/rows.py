@@ -127,17 +127,8 @@ def sensitivity_rows(base: EvolveConfig, spec: str) -> dict[str, Row]:
     return rows
 
 
-def prompt_modes_available() -> bool:
-    """Whether the refiner prompt modes exist: an ``EvolveConfig.refine_prompt`` field and
-    :func:`rsvg_zeroov.evolve.refine.refine_result`."""
-    from ..evolve import refine
-
-    fields = {f.name for f in dataclasses.fields(EvolveConfig)}
-    return "refine_prompt" in fields and hasattr(refine, "refine_result")
-
-
 def row_config(row: Row) -> EvolveConfig:
-    """The stage-3 config the row runs under, its prompt mode included (when the modes exist)."""
-    if row.prompt is not None and prompt_modes_available():
+    """The stage-3 config the row runs under, its refiner prompt mode included."""
+    if row.prompt is not None:
         return dataclasses.replace(row.config, refine_prompt=row.prompt)
     return row.config

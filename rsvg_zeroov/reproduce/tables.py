@@ -32,8 +32,8 @@ def stand_in_note(run: RunDir, samples_hint: Sequence[str]) -> str:
     for sid in samples_hint[:1]:
         for path in (run.overview_json(sid), run.focus_file(sid, "meta.json")):
             try:
-                if load_json(path).get("model_key") == "tiny":
-                    return ("> **RANDOM-WEIGHT STAND-IN MODELS** (`tiny`): these numbers only show that the "
+                if str(load_json(path).get("model_key") or "").startswith("tiny"):
+                    return ("> **RANDOM-WEIGHT STAND-IN MODELS** (`tiny*`): these numbers only show that the "
                             "harness ran; they say nothing about the method. The paper's column is the paper's.\n")
             except ValueError:
                 continue

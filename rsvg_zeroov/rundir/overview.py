@@ -40,15 +40,19 @@ def is_done(run: RunDir, sid: str, layers: Sequence[int], weights: Sequence[floa
 
 
 def settings_match(meta: dict, config) -> bool:
-    """Whether a sidecar was written with ``config``'s model (when one is named), dtype, fidelity, answer budget, stop
+    """Whether a sidecar was written with ``config``'s model (the default one when none is named), dtype, fidelity, answer budget, stop
     rule, prompt and pixel bounds. A key that sidecars of earlier versions lack counts as its
     default then (released fidelity, no bracket stop, the released prompt)."""
     from ..models.vlm import VLMS
     from ..overview.config import PROMPT_TEMPLATE
 
-    entry = VLMS.entry(config.model) if config.model is not None else None  # a model named explicitly
-    same_model = (config.model is None or (meta.get("model_key") == entry.key if entry is not None
-                                           else meta.get("model") == config.model))
+    if config.model is None:  # the default VLM: a sidecar naming another key (or family) is not its
+        key = meta.get("model_key")
+        same_model = key == VLMS.default.key or (key is None and "box_convention" not in meta)
+    else:  # a model named explicitly: by key, else by its path or hub id
+        entry = VLMS.entry(config.model)
+        same_model = (meta.get("model_key") == entry.key if entry is not None
+                      else meta.get("model") == config.model)
     generation = meta.get("generation") or {}
     return (same_model and (config.dtype is None or meta.get("dtype") == config.dtype)
             and meta.get("fidelity", "released") == config.fidelity
