@@ -38,8 +38,9 @@ MARGIN = 1e-6
 # sum of the same float32 weights times a factor within (1 +- 2**-24)**4 (at most four roundings
 # of non-negative terms). So they differ by a relative 8 * 2**-24 = 4.8e-7 at most, and torch's
 # value lies within 6.5 * 2**-24 of its band's rows (plain float32; the two weights sum to
-# 1 +- 2**-25): about an eighth of REL. Subnormal rounding adds < 1e-44 absolute, far inside ABS.
-REL, ABS = 4e-6, 1e-37
+# 1 +- 2**-25): about a quarter of REL. Subnormal rounding adds < 1e-44 absolute, far inside ABS.
+# (Measured on the stage-3 benchmark's maps: 15 % of the masks have a pixel within REL of alpha.)
+REL, ABS = 2e-6, 1e-37
 SMALL_OUTPUT = 128  # torch resizes outputs with H + W <= 128 with its channels-last kernel
 TINY_ALPHA = 1e-30  # for 0 <= alpha below it, underflow decides, so the 2-D call does
 
@@ -145,6 +146,8 @@ def emulation() -> str | None:
     bit once per process on random maps (widths and heights of every residue mod 16, a
     multi-chunk size, a downsampled odd shape). None when neither emulation reproduces it: then
     every resize is the torch call. Measured: 13 ms, once."""
+    if _PROBE:
+        return _PROBE[0]
     with _PROBE_LOCK:
         if not _PROBE:
             rng = np.random.default_rng(0)
