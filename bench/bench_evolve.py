@@ -2,12 +2,17 @@
 
     python bench/bench_evolve.py [--n 600] [--size 800] [--dtype float16] [--repeats 3] [--workers W]
     python bench/bench_evolve.py --codecs [--n 600]   # the hand-written codecs against the libraries
+    python bench/bench_evolve.py --compare OLD_TREE [--rounds 3] [--n 1000]   # another checkout, interleaved
 
 Writes synthetic stage 1/2 dumps for N samples first (29 x 29 VLM maps, row-stochastic
 1024 x 1024 self-attention matrices), then times the real stage (``EvolveStage`` under
 ``runner.run_stage``: resume check, loading, evolving, PNG + record writing, then
 ``predictions.jsonl``) into a fresh output folder per repeat. Reports the median samples/s and
 the wall / CPU split between loading, evolving and writing; rewrites ``bench/results_evolve.md``.
+``--compare`` runs this checkout and another one (e.g. ``git worktree add /tmp/old6ab 6ab407d``)
+in alternating fresh processes (each tree's own ``bench/bench_evolve.py`` functions time it), on
+one set of dumps written once and read by both, and reports per-round and median samples/s,
+their ratio and the CPU split.
 The dumps are in the page cache (just written): a cold disk adds its read time (4 MB per sample
 in float16, 8 MB in float32, for the default resolutions 32 + 64).
 """
@@ -30,7 +35,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench_common import cpu_model, load_average  # noqa: E402 - bench/ is the script's folder
+from bench_common import cpu_model, load_average, run_worker  # noqa: E402 - bench/ is the script's folder
 from rsvg_zeroov.datasets.base import Sample  # noqa: E402
 from rsvg_zeroov.evolve.config import EvolveConfig  # noqa: E402
 from rsvg_zeroov.evolve.stage import EvolveStage  # noqa: E402
@@ -189,6 +194,105 @@ def render_codecs(args, by_variant: dict[str, list[dict]], command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+# --compare: one fresh process per tree and round; the tree's own bench_evolve.py writes and times
+COMPARE_HEADING = "## Another tree against this one (interleaved rounds)"
+WORKER = """
+import importlib.util, json, pathlib, sys
+tree, dumps, root, n, size, dtype, repeats, workers = sys.argv[1:9]
+sys.path[:0] = [tree + "/bench", tree]
+spec = importlib.util.spec_from_file_location("tree_bench_evolve", tree + "/bench/bench_evolve.py")
+mod = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(mod)
+marker, key = pathlib.Path(dumps) / "dumps-written", f"{n} {size} {dtype}"
+if marker.is_file() and marker.read_text() == key:  # same seed: the samples without rewriting files
+    mod.save_npy = mod.save_json = lambda *a, **k: None
+samples = mod.write_dumps(mod.RunDir(pathlib.Path(dumps) / "run"), int(n), int(size), dtype)
+marker.write_text(key)
+import torch  # noqa: F401 - start-up, not timed
+run = mod.RunDir(pathlib.Path(root))
+out = [mod.one_repeat(run, samples, None if workers == "auto" else int(workers)) for _ in range(int(repeats))]
+print(json.dumps(out))
+"""
+
+
+def tree_label(tree: Path) -> str:
+    import subprocess
+
+    def git(*cmd):
+        proc = subprocess.run(["git", "-C", str(tree), *cmd], capture_output=True, text=True, check=False)
+        return proc.stdout.strip() if proc.returncode == 0 else ""
+
+    head = git("rev-parse", "--short", "HEAD") or "?"
+    return head + (" + uncommitted changes" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
+def compare(args, scratch: Path) -> dict[str, list[list[dict]]]:
+    trees = {"old": Path(args.compare).resolve(), "new": REPO}
+    if not (trees["old"] / "bench" / "bench_evolve.py").is_file():
+        raise SystemExit(f"error: --compare {args.compare}: no bench/bench_evolve.py there")
+    dumps = scratch / "dumps"  # one set of dump files (written by the first worker) read by both trees
+    dumps.mkdir(parents=True, exist_ok=True)
+    for name in trees:  # each tree's run folder: its own outputs, the shared dumps linked in
+        (scratch / name / "run").mkdir(parents=True, exist_ok=True)
+        for sub in ("overview", "focus"):
+            link = scratch / name / "run" / sub
+            if not link.is_symlink():
+                link.symlink_to(dumps / "run" / sub, target_is_directory=True)
+    rounds: dict[str, list[list[dict]]] = {"old": [], "new": []}
+    for r in range(args.rounds):
+        for name in ("old", "new") if r % 2 == 0 else ("new", "old"):  # ABBA: drift hits both alike
+            cmd = ["-c", WORKER, str(trees[name]), str(dumps), str(scratch / name / "run"), str(args.n),
+                   str(args.size), args.dtype, str(args.repeats), "auto" if args.workers is None else str(args.workers)]
+            rounds[name].append(run_worker(cmd, name))
+            print(f"round {r + 1} {name}: {statistics.median(x['rate'] for x in rounds[name][-1]):.0f} samples/s",
+                  file=sys.stderr)
+    args.labels = {name: tree_label(t) for name, t in trees.items()}
+    return rounds
+
+
+def render_compare(args, rounds: dict[str, list[list[dict]]], command: str) -> str:
+    med = {name: [statistics.median(x["rate"] for x in reps) for reps in rs] for name, rs in rounds.items()}
+    cpu = {name: [statistics.median(x["cpu_ms"] for x in reps) for reps in rs] for name, rs in rounds.items()}
+    lines = [COMPARE_HEADING, "",
+             f"- machine: {machine()}; load average before / after: {args.load_before} / {load_average()}",
+             f"- command: `{command}`",
+             f"- old: `{args.compare}` at {args.labels['old']}; new: this checkout at {args.labels['new']}",
+             (f"- {args.n} samples, {args.size}x{args.size} images, dumps {args.dtype} (one set read by both "
+              f"trees, page cache warm), {args.rounds} rounds of {args.repeats} repeats, a fresh process per tree "
+              f"and round, order "
+              f"old-new / new-old alternating; per round the median repeat"), "",
+             "| round | old samples/s | new samples/s | new / old | CPU ms/sample old -> new |",
+             "|---|---|---|---|---|"]
+    for r in range(args.rounds):
+        lines.append(f"| {r + 1} | {med['old'][r]:.0f} | {med['new'][r]:.0f} | "
+                     f"{med['new'][r] / med['old'][r]:.2f} | {cpu['old'][r]:.2f} -> {cpu['new'][r]:.2f} |")
+    m_old, m_new = statistics.median(med["old"]), statistics.median(med["new"])
+    ratios = [n / o for n, o in zip(med["new"], med["old"])]
+    lines += ["", (f"**median over rounds: old {m_old:.0f}, new {m_new:.0f} samples/s, new / old "
+                   f"{m_new / m_old:.2f}** (median of the per-round ratios {statistics.median(ratios):.2f}, "
+                   f"range {min(ratios):.2f}-{max(ratios):.2f}); CPU ms/sample (the steadier measure on shared "
+                   f"cores) old {statistics.median(cpu['old']):.2f}, new {statistics.median(cpu['new']):.2f}, "
+                   f"new / old {statistics.median(cpu['new']) / statistics.median(cpu['old']):.2f}"), "",
+              "CPU ms/sample by phase (summed over threads; median over all repeats):", "",
+              "| phase | old | new | new / old |", "|---|---|---|---|"]
+    for phase in ("loading", "evolving", "writing"):
+        per = {name: statistics.median(x["cpu"].get(phase, 0.0) * 1e3 / args.n for reps in rs for x in reps)
+               for name, rs in rounds.items()}
+        ratio = per["new"] / max(per["old"], 1e-9)
+        lines.append(f"| {phase} | {per['old']:.2f} | {per['new']:.2f} | {ratio:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def split_sections(text: str) -> dict[str, str]:
+    """A results file by section: "" = the throughput results at the top, then the --codecs and
+    --compare sections (by heading), in file order."""
+    found = sorted((text.index(h), h) for h in (CODECS_HEADING, COMPARE_HEADING) if h in text)
+    parts = {"": text[:found[0][0]] if found else text}
+    for i, (pos, heading) in enumerate(found):
+        parts[heading] = text[pos:found[i + 1][0] if i + 1 < len(found) else len(text)]
+    return parts
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, default=600)
@@ -200,41 +304,48 @@ def main() -> None:
                    "where runs live, removed after; file creation costs differ between file systems)")
     p.add_argument("--codecs", action="store_true", help="time each codec variant (interleaved repeats) "
                    "instead; writes a table of the medians")
+    p.add_argument("--compare", metavar="TREE", default=None, help="another checkout of this repository "
+                   "(e.g. a git worktree of an older commit): time it and this one in alternating rounds")
+    p.add_argument("--rounds", type=int, default=3, help="--compare: rounds (one process per tree each)")
     p.add_argument("--out", default=str(REPO / "bench" / "results_evolve.md"),
-                   help="markdown file; --codecs replaces only its codecs section")
+                   help="markdown file; --codecs / --compare replace only their own section")
     args = p.parse_args()
     args.load_before = load_average()
     (REPO / "outputs").mkdir(exist_ok=True)
     scratch = Path(args.dir or tempfile.mkdtemp(prefix=".bench_evolve_", dir=REPO / "outputs"))
     try:
-        run = RunDir(scratch / "run")
-        t0 = time.perf_counter()
-        samples = write_dumps(run, args.n, args.size, args.dtype)
-        print(f"wrote dumps for {args.n} samples in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
-        import torch  # noqa: F401 - start-up: the stage imports torch (float16 casts), not timed
-
-        if args.codecs:
-            by_variant = {name: [] for name in VARIANTS}
-            for _ in range(args.repeats):  # interleaved, so drifting load hits every variant alike
-                for name in VARIANTS:
-                    with variant(name):
-                        by_variant[name].append(one_repeat(run, samples, args.workers))
+        if args.compare:
+            rounds = compare(args, scratch)
         else:
-            results = [one_repeat(run, samples, args.workers) for _ in range(args.repeats)]
+            run = RunDir(scratch / "run")
+            t0 = time.perf_counter()
+            samples = write_dumps(run, args.n, args.size, args.dtype)
+            print(f"wrote dumps for {args.n} samples in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
+            import torch  # noqa: F401 - start-up: the stage imports torch (float16 casts), not timed
+
+            if args.codecs:
+                by_variant = {name: [] for name in VARIANTS}
+                for _ in range(args.repeats):  # interleaved, so drifting load hits every variant alike
+                    for name in VARIANTS:
+                        with variant(name):
+                            by_variant[name].append(one_repeat(run, samples, args.workers))
+            else:
+                results = [one_repeat(run, samples, args.workers) for _ in range(args.repeats)]
     finally:
         if args.dir is None:
             shutil.rmtree(scratch, ignore_errors=True)
     command = "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]])
-    md = render_codecs(args, by_variant, command) if args.codecs else render(args, results, command)
+    if args.compare:
+        key, md = COMPARE_HEADING, render_compare(args, rounds, command)
+    elif args.codecs:
+        key, md = CODECS_HEADING, render_codecs(args, by_variant, command)
+    else:
+        key, md = "", render(args, results, command)
     print(md)
     out = Path(args.out)
-    old = out.read_text() if out.is_file() else ""
-    if args.codecs:  # the codecs section after the throughput results
-        md = old.split(CODECS_HEADING)[0].rstrip("\n") + "\n\n" + md
-    elif CODECS_HEADING in old:  # keep the codecs section below new throughput results
-        md = md.rstrip("\n") + "\n\n" + CODECS_HEADING + old.split(CODECS_HEADING, 1)[1]
-    out.write_text(md)
-
+    parts = split_sections(out.read_text() if out.is_file() else "")
+    parts[key] = md
+    out.write_text("\n\n".join(part.strip("\n") for part in parts.values() if part.strip()) + "\n")
 
 if __name__ == "__main__":
     main()
