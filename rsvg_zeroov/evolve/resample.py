@@ -91,6 +91,8 @@ class Axis(NamedTuple):
     band: np.ndarray  # (n_out,) intp: the band of each output index
     start: np.ndarray  # (bands,) intp: the first output index of each band
     length: np.ndarray  # (bands,) intp
+    band_i0: np.ndarray  # (bands,) intp: i0 of each band
+    band_i1: np.ndarray  # (bands,) intp: i1 of each band
 
 
 @lru_cache(maxsize=128)
@@ -112,7 +114,7 @@ def axis_taps(n_out: int, n_in: int, fused: bool) -> Axis:
         w0, i1 = F32(1) - w1, np.minimum(i0 + 1, n_in - 1)
     new_band = np.r_[False, i0[1:] != i0[:-1]]
     start = np.flatnonzero(np.r_[True, new_band[1:]])
-    taps = Axis(i0, i1, w0, w1, np.cumsum(new_band), start, np.diff(np.r_[start, n_out]))
+    taps = Axis(i0, i1, w0, w1, np.cumsum(new_band), start, np.diff(np.r_[start, n_out]), i0[start], i1[start])
     for arr in taps:
         arr.flags.writeable = False
     return taps
@@ -176,10 +178,10 @@ class Window:
     last :func:`binarise` computed with torch's exact arithmetic (None while there were none).
     """
 
-    def __init__(self, source: np.ndarray, size, variant: str | None, reach=(0, 0, 0, 0)):
+    def __init__(self, source: np.ndarray, size, variant: str | None, reach=(0, 0, 0, 0), scale=None):
         self.source, self.size, self.variant = source, (int(size[0]), int(size[1])), variant
         self.exact, self._exact, self._values, self._full = variant is None, None, None, None
-        self.scale = float(source.max())
+        self.scale = float(source.max()) if scale is None else scale
         if self.exact:
             self._exact = resize_bilinear(source, self.size)
             return
@@ -219,11 +221,10 @@ class Window:
 
     def mask(self, alpha: np.float32) -> np.ndarray:
         """bool (H, W) ``v > alpha`` of an emulated window, for ``alpha >= TINY_ALPHA``."""
-        below = np.nextafter(F32((float(alpha) - ABS) / (1 + REL)), F32(-np.inf))  # v <= below: False
-        above = np.nextafter(F32((float(alpha) + ABS) / (1 - REL)), F32(np.inf))  # v > above: True
+        below, above = _thresholds(float(alpha))
         ty, r0, b = self.ty, self.r0, self.bands
         first = ty.start[b]
-        t0, t1 = self.t[ty.i0[first] - r0], self.t[ty.i1[first] - r0]  # (bands, x1 - x0)
+        t0, t1 = self.t[ty.band_i0[b] - r0], self.t[ty.band_i1[b] - r0]  # (bands, x1 - x0)
         low, high = np.minimum(t0, t1), np.maximum(t0, t1)
         sure = low > above  # the band's whole column is above alpha
         mask = np.zeros(self.size, bool)
@@ -248,6 +249,13 @@ class Window:
         return mask
 
 
+@lru_cache(maxsize=64)
+def _thresholds(alpha: float) -> tuple[np.float32, np.float32]:
+    """(below, above): a plain float32 value v <= below is torch's <= alpha, v > above torch's > alpha."""
+    return (np.nextafter(F32((alpha - ABS) / (1 + REL)), F32(-np.inf)),
+            np.nextafter(F32((alpha + ABS) / (1 - REL)), F32(np.inf)))
+
+
 def upsample_window(a: np.ndarray, size: tuple[int, int]) -> Window | None:
     """Bilinear upsampling of a float (h, w) map to ``size`` = (H, W), prepared for :func:`binarise`
     (a :class:`Window`); ``None`` when every output pixel is exactly 0 (``a`` all zero).
@@ -258,10 +266,11 @@ def upsample_window(a: np.ndarray, size: tuple[int, int]) -> Window | None:
     a = np.asarray(a, dtype=F32)
     if min(size) < 1 or min(a.shape) < 1:
         raise ValueError(f"bilinear resize needs positive sizes, got {a.shape} -> {tuple(size)}")
-    if not a.any():
+    lo, hi = float(a.min()), float(a.max())
+    if hi == 0 and lo == 0:
         return None
     variant = None
-    if size[0] + size[1] > SMALL_OUTPUT and np.isfinite(a).all() and a.min() >= 0:
+    if size[0] + size[1] > SMALL_OUTPUT and lo >= 0 and hi < np.inf:  # False for NaN too
         variant = emulation()
     if variant is None:
         return Window(a, size, None)
@@ -269,7 +278,7 @@ def upsample_window(a: np.ndarray, size: tuple[int, int]) -> Window | None:
     x0, x1 = _reach(axis_taps(int(size[1]), a.shape[1], variant == "fused"), a.any(axis=0))
     if y1 <= y0 or x1 <= x0:  # a downsampling whose taps miss every non-zero input: all exactly 0
         return None
-    return Window(a, size, variant, (y0, y1, x0, x1))
+    return Window(a, size, variant, (y0, y1, x0, x1), hi)
 
 
 def _reach(taps: Axis, nonzero: np.ndarray) -> tuple[int, int]:
