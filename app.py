@@ -74,7 +74,7 @@ def run(argv=None) -> int:
         if args.tiny:
             log.warning("tiny stand-in models: the page's maps and masks are noise")
         launch(page, Launch(host=args.host, port=args.port, share=args.share, max_bytes=limits.max_bytes,
-                            queue=args.queue_size))
+                            queue=args.queue_size, allowed_paths=(str(workdir.resolve()),)))
     finally:
         if args.workdir is None:  # our temporary folder: the downloads and examples go with it
             shutil.rmtree(workdir, ignore_errors=True)

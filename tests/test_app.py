@@ -67,15 +67,21 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def app_process(tiny_dir, tmp_path_factory):
-    """(process, url, log path): app.py starting on a free local port, for the whole module."""
+    """(process, url, log path): app.py starting on a free local port, for the whole module. Its
+    --workdir (the downloads) is neither in its current folder nor in its temporary one (TMPDIR),
+    the two folders Gradio serves files from without ``allowed_paths``."""
     tmp = tmp_path_factory.mktemp("app")
     port = _free_port()
     log = tmp / "app.log"
+    cwd, systemp = tmp / "cwd", tmp / "systemp"
+    cwd.mkdir()
+    systemp.mkdir()
     argv = [sys.executable, str(REPO / "app.py"), *LAUNCH.split()[2:], *QUICK, *LIMITS, "--port", str(port),
             "--workdir", str(tmp / "work")]
-    env = dict(os.environ, RSVG_ZEROOV_TINY_DIR=str(tiny_dir), HF_HUB_OFFLINE="1", RSVG_ZEROOV_PROGRESS="0")
+    env = dict(os.environ, RSVG_ZEROOV_TINY_DIR=str(tiny_dir), HF_HUB_OFFLINE="1", RSVG_ZEROOV_PROGRESS="0",
+               TMPDIR=str(systemp))
     with open(log, "w") as out:
-        proc = subprocess.Popen(argv, cwd=tmp, env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
         yield proc, f"http://127.0.0.1:{port}/", log
     finally:
@@ -155,6 +161,24 @@ def test_served_locally_without_share_link_or_analytics(served):
     assert "Running on local URL:  http://127.0.0.1:" in text and "gradio.live" not in text
     config = json.loads(urllib.request.urlopen(url + "config", timeout=10).read())
     assert config["analytics_enabled"] is False and config["max_file_size"] == 1 << 20
+
+
+def test_launch_allows_serving_the_workdir(tmp_path, monkeypatch):
+    """app.py --workdir anywhere: Gradio is told it may serve that folder (without allowed_paths it
+    refuses every download outside the current and temporary folders, after the grounding ran).
+    No model is loaded and nothing is served here; the browser tests serve such a workdir."""
+    import gradio as gr
+
+    import app
+    from rsvg_zeroov.pipeline import Grounder
+
+    launched = {}
+    monkeypatch.setattr(Grounder, "load", lambda self, *args, **kwargs: self)
+    monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kwargs: launched.update(kwargs))
+    monkeypatch.chdir(tmp_path)
+    assert app.run([*LAUNCH.split()[2:], "--workdir", "work"]) == 0
+    assert launched["allowed_paths"] == [str(tmp_path.resolve() / "work")]
+    assert launched["server_name"] == "127.0.0.1" and launched["share"] is False
 
 
 def test_upload_ground_gives_the_grounders_box(page, files, grounder, expected):

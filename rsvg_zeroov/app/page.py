@@ -40,13 +40,17 @@ THEME = dict(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-m
 class Launch:
     """How the page is served: ``host`` (127.0.0.1 = this machine only), ``port`` (None: Gradio's
     first free from 7860), ``share`` (a public Gradio link), ``max_bytes`` (upload limit the server
-    enforces), ``queue`` (requests that may wait; more are refused)."""
+    enforces), ``queue`` (requests that may wait; more are refused), ``allowed_paths`` (folders
+    whose files the page may serve besides the current folder and the system's temporary one:
+    the service's workdir, where the downloads are written; Gradio refuses to serve a file
+    elsewhere)."""
 
     host: str = "127.0.0.1"
     port: int | None = None
     share: bool = False
     max_bytes: int | None = None
     queue: int = 16
+    allowed_paths: tuple[str, ...] = ()
 
 
 def progress_text(p) -> tuple[float, str]:
@@ -144,5 +148,6 @@ def launch(page: gr.Blocks, how: Launch) -> None:
     rendering, no MCP server, no run history kept in the browser."""
     page.queue(default_concurrency_limit=1, max_size=how.queue)
     page.launch(server_name=how.host, server_port=how.port, share=how.share, max_file_size=how.max_bytes,
-                show_error=False, ssr_mode=False, mcp_server=False, enable_monitoring=False, run_history=False,
-                footer_links=["api", "gradio"], theme=gr.themes.Default(**THEME))
+                allowed_paths=list(how.allowed_paths), show_error=False, ssr_mode=False, mcp_server=False,
+                enable_monitoring=False, run_history=False, footer_links=["api", "gradio"],
+                theme=gr.themes.Default(**THEME))
