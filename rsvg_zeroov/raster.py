@@ -44,7 +44,7 @@ from .images import MAX_PIXELS, TIFF_SUFFIXES, ImageError, needs_raster_reader  
 log = logging.getLogger(__name__)
 
 CACHE_MB = 128  # GDAL block cache for our reads (its default is 5 % of the machine's memory)
-STRIP_ROWS = 128  # rows per read (rounded to a multiple of the reduction factor)
+STRIP_ROWS = 128  # at most this many rows per read (a multiple of the block height where blocks are shorter)
 STRETCH_SAMPLES = 4_000_000  # at most this many values per band enter the percentiles (even stride)
 STRETCH_BUDGET = 1024 * 1024  # overview size used to fit the stretch when only windows are read
 
@@ -139,7 +139,11 @@ class Raster:
             raise RasterError(f"{self.path}: unreadable raster ({str(exc).splitlines()[0][:200]})") from None
         src = self._src
         self.height, self.width = int(src.height), int(src.width)
-        self.indexes, self.lut = self._choose_bands()
+        try:
+            self.indexes, self.lut = self._choose_bands()
+        except BaseException:  # a refused band layout: no handle left open
+            src.close()
+            raise
         self.dtype = np.dtype(src.dtypes[self.indexes[0] - 1])
         crs = src.crs.to_wkt() if src.crs else None
         self.georeferenced = src.crs is not None
@@ -241,8 +245,11 @@ class Raster:
         return valid.any(0)
 
     def _read(self, ds, window, f: int, desc: str) -> RasterImage:
-        """Read ``window`` of ``ds`` reduced by ``f``: strips aligned to the file's blocks (GDAL reads
-        whole blocks fastest), each reduced in chunks of whole ``f``-row blocks."""
+        """Read ``window`` of ``ds`` reduced by ``f``: strips of at most :data:`STRIP_ROWS` rows, whole
+        block rows where the file's blocks are shorter (GDAL reads whole blocks fastest), else
+        :data:`STRIP_ROWS` rows of a taller block at a time (an untiled file's strip, possibly the
+        whole raster: GDAL decodes it again as needed, the strip in memory stays small); each strip
+        is reduced in chunks of whole ``f``-row blocks."""
         from rasterio.errors import RasterioIOError
 
         from .progress import bar
@@ -252,7 +259,7 @@ class Raster:
         data = np.zeros((len(self.indexes), ho, wo), np.float32 if f > 1 or self.dtype != np.uint8 else np.uint8)
         bvalid = np.zeros((len(self.indexes), ho, wo), bool)
         block_rows = int(ds.block_shapes[0][0])
-        step = block_rows * max(1, STRIP_ROWS // block_rows)
+        step = block_rows * (STRIP_ROWS // block_rows) if block_rows <= STRIP_ROWS else STRIP_ROWS
         starts = [r] + list(range((r // step + 1) * step, r + h, step))
         chunk, done, pending = f * max(1, STRIP_ROWS // f), 0, None
         try:
@@ -285,7 +292,7 @@ class Raster:
         if all(_all_valid(f) for f in self._flags):
             valid = np.ones(data.shape, bool)
         elif all(_nodata_only(f) for f in self._flags):
-            valid = np.stack([~np.isnan(b) if np.isnan(v) else b != v for b, v in zip(data, self._nodata)])
+            valid = np.stack([_not_nodata(b, v) for b, v in zip(data, self._nodata)])
         else:
             valid = ds.read_masks(self.indexes, window=win) > 0
         if data.dtype.kind == "f":
@@ -301,7 +308,8 @@ class Raster:
                 out = np.clip(np.rint(data), 0, 255).astype(np.uint8) if data.dtype != np.uint8 else data
             else:
                 lo, hi = (v.astype(np.float32)[:, None, None] for v in self.stretch)
-                scaled = (data - lo) / (hi - lo) * np.float32(255.0)
+                with np.errstate(over="ignore", invalid="ignore"):  # huge values: clipped to 255 below
+                    scaled = (data - lo) / (hi - lo) * np.float32(255.0)
                 out = np.clip(np.rint(np.nan_to_num(scaled, nan=0.0)), 0, 255).astype(np.uint8)
             rgb = np.repeat(out, 3, axis=0) if out.shape[0] == 1 else out
             rgb = rgb.transpose(1, 2, 0)
@@ -326,6 +334,19 @@ def _nodata_only(flags) -> bool:
     from rasterio.enums import MaskFlags
 
     return MaskFlags.nodata in flags and MaskFlags.alpha not in flags and MaskFlags.per_dataset not in flags
+
+
+def _not_nodata(band: np.ndarray, nodata: float) -> np.ndarray:
+    """bool: ``band`` differs from its ``nodata`` value, compared in the band's data type as GDAL
+    compares it (a float32 band's -9999.9 is float32(-9999.9), not the float64 in the header)."""
+    if np.isnan(nodata):
+        return ~np.isnan(band)
+    if band.dtype.kind in "iu":
+        info = np.iinfo(band.dtype)
+        if not (info.min <= nodata <= info.max and float(nodata).is_integer()):
+            return np.ones(band.shape, bool)  # a value the band cannot hold marks no pixel
+    with np.errstate(over="ignore"):  # beyond float32: inf, a value invalid anyway (not finite)
+        return band != np.asarray(nodata).astype(band.dtype)
 
 
 def _reduce(data: np.ndarray, valid: np.ndarray, f: int, first: bool) -> tuple[np.ndarray, np.ndarray]:

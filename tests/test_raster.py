@@ -78,7 +78,12 @@ def test_band_choice_default_and_flag(tmp_path, caplog):
         assert (grey[..., 0] == grey[..., 2]).all()
 
 
-def test_unsupported_layouts_name_the_flag(tmp_path):
+def test_unsupported_layouts_name_the_flag(tmp_path, monkeypatch):
+    from rsvg_zeroov import raster
+
+    opened = []
+    real_open = raster._open
+    monkeypatch.setattr(raster, "_open", lambda *a, **k: opened.append(real_open(*a, **k)) or opened[-1])
     two = _tif(tmp_path / "two.tif", _field(30, 30, bands=2))
     with pytest.raises(RasterError, match=r"two\.tif: 2 bands .*--bands"):
         Raster(two)
@@ -95,6 +100,7 @@ def test_unsupported_layouts_name_the_flag(tmp_path):
     cplx = _tif(tmp_path / "c.tif", np.ones((1, 30, 30), np.complex64))
     with pytest.raises(RasterError, match="complex"):
         Raster(cplx)
+    assert len(opened) == 4 and all(ds.closed for ds in opened)  # a refused layout leaves no file open
 
 
 def test_alpha_and_palette(tmp_path):
@@ -138,6 +144,64 @@ def test_reduced_reads_average_valid_pixels_and_use_overviews(tmp_path):
     with Raster(path) as r:  # factor 5 needed: the 4x overview (75x50) is read, then halved
         coarse = r.overview(3000)
     assert coarse.rgb.shape == (38, 25, 3) and coarse.factor == (8.0, 8.0)
+
+
+def test_a_single_strip_raster_is_read_in_bounded_pieces(tmp_path, monkeypatch):
+    """An untiled, compressed TIFF stored as one strip (its block is the whole raster): every read
+    is at most STRIP_ROWS rows (never the whole raster, nor its validity), and the image equals
+    the one read from a tiled copy."""
+    from rsvg_zeroov import raster
+
+    data = _field(700, 90, seed=5)
+    data[:, 300:320] = 0
+    single = _tif(tmp_path / "single.tif", data, nodata=0, tiled=False, blockysize=700, compress="deflate")
+    tiled = _tif(tmp_path / "tiled.tif", data, nodata=0, tiled=True, blockxsize=64, blockysize=64)
+    with rasterio.open(single) as src:
+        assert src.block_shapes[0] == (700, 90)
+    heights = []
+    block = raster.Raster._block
+    monkeypatch.setattr(raster.Raster, "_block", lambda self, ds, win: heights.append(win.height) or block(self, ds, win))
+    for budget in (None, 60 * 8):  # native; reduced by 10
+        with Raster(single) as r:
+            image = r.overview(budget)
+            assert max(heights) <= raster.STRIP_ROWS and sum(heights) == 700
+            heights.clear()
+            window = r.window((5, 250, 80, 300))
+            assert max(heights) <= raster.STRIP_ROWS and sum(heights) == 300
+            heights.clear()
+        with Raster(tiled) as r:
+            expected, expected_window = r.overview(budget), r.window((5, 250, 80, 300))
+            heights.clear()
+        assert np.array_equal(image.rgb, expected.rgb) and np.array_equal(image.valid, expected.valid)
+        assert np.array_equal(window.rgb, expected_window.rgb) and not window.valid[50:70].any()
+
+
+def test_nodata_is_compared_in_the_bands_type(tmp_path):
+    """A nodata value the band's type cannot hold exactly (-9999.9 for float32) matches the pixels
+    that hold it in that type, as GDAL's own mask does; an integer band's nodata outside its range
+    matches none. On a file the validity equals GDAL's mask, and a huge valid value stretches to
+    255 without a floating-point warning."""
+    import warnings
+
+    from rsvg_zeroov.raster import _not_nodata
+
+    band = np.array([[np.float32(-9999.9), 0.25], [np.nan, np.float32(-9999.9)]], np.float32)
+    assert _not_nodata(band, -9999.9).tolist() == [[False, True], [True, False]]
+    assert _not_nodata(band, float("nan")).tolist() == [[True, True], [False, True]]
+    assert _not_nodata(np.array([0, 65535], np.uint16), -1.0).all()
+    assert _not_nodata(np.array([0, 7], np.uint8), 7.0).tolist() == [True, False]
+    data = np.random.default_rng(4).uniform(0.1, 0.5, (1, 40, 50)).astype(np.float32)
+    data[:, :, :10] = np.float32(-9999.9)
+    data[0, 5, 20] = np.float32(3e38)
+    path = _tif(tmp_path / "f32.tif", data, nodata=-9999.9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        with Raster(path) as r:
+            image = r.overview(None)
+    with rasterio.open(path) as src:
+        gdal = src.read_masks(1) > 0
+    assert not image.valid[:, :10].any() and image.valid[:, 10:].all()
+    assert np.array_equal(image.valid, gdal) and image.rgb[5, 20, 0] == 255
 
 
 def test_routing_of_the_released_readers(tmp_path):
