@@ -39,14 +39,16 @@ class GeoRef:
 
 
 def is_geotiff(path: str | Path) -> bool:
-    """True for a .tif/.tiff that carries a CRS or a non-identity transform."""
+    """True for a .tif/.tiff that carries a CRS or a non-identity transform (a plain TIFF is
+    answered without rasterio's NotGeoreferencedWarning)."""
     if Path(path).suffix.lower() not in GEOTIFF_SUFFIXES:
         return False
-    import rasterio
     from rasterio.errors import RasterioIOError
 
+    from .raster import _open
+
     try:
-        with rasterio.open(path) as src:
+        with _open(path) as src:
             return src.crs is not None or not src.transform.is_identity
     except RasterioIOError:
         return False

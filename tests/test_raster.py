@@ -244,7 +244,10 @@ def test_jsonl_listing_reads_deep_tiles_and_defers_a_broken_one(tmp_path, capsys
 
 
 def test_write_mask_like_copies_the_georeferencing_and_nodata(tmp_path):
+    import warnings
+
     from PIL import Image
+    from rasterio.errors import NotGeoreferencedWarning
 
     data = _field(64, 80, seed=6)
     data[:, :, :10] = 0
@@ -259,6 +262,10 @@ def test_write_mask_like_copies_the_georeferencing_and_nodata(tmp_path):
     Image.fromarray(np.zeros((64, 80, 3), np.uint8)).save(tmp_path / "tile.png")
     assert not geo.write_mask_like(tmp_path / "png_mask.tif", mask, tmp_path / "tile.png")
     assert not (tmp_path / "png_mask.tif").exists()
+    Image.fromarray(np.zeros((64, 80, 3), np.uint8)).save(tmp_path / "plain.tif")  # no georeferencing
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", NotGeoreferencedWarning)
+        assert not geo.is_geotiff(tmp_path / "plain.tif") and geo.is_geotiff(image)
     with pytest.raises(ValueError, match="mask is"):
         geo.write_mask_like(tmp_path / "x.tif", mask[:10], image)
 
