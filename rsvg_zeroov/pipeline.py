@@ -144,7 +144,9 @@ class GroundingResult:
 class StageProgress:
     """One progress report of :meth:`Grounder.ground_many`.
 
-    stage: one of :data:`STAGES`; index: its position (0, 1, 2: "stage index+1/3"); step, total:
+    stage: one of :data:`STAGES` (or :data:`rsvg_zeroov.scene.SCENE_OVERVIEW`, which
+    ``ground_scene`` reports through the Grounder's ``progress`` before a large scene's windows);
+    index: its position (0, 1, 2: "stage index+1/3"); step, total:
     the stage's counter (answer tokens of stage 1, where ``total`` is the token budget and the answer
     may end sooner; diffusion steps of stage 2, all phases together; phrases of stage 3), step 0
     when the stage starts; detail: what is being counted (stage 2: the current phase, e.g.

@@ -359,3 +359,15 @@ def test_page_settings_round_trip(grounder):
     assert changed.evolve.refiner is None and changed.evolve.tau == 0.5
     with pytest.raises(ValueError, match="steps"):
         dataclasses.replace(shown, steps=0).apply(config)
+
+
+def test_the_scene_overview_has_its_place_in_the_progress_bar():
+    """A scene beyond the budget reports its overview (rsvg_zeroov.scene.SCENE_OVERVIEW) before the
+    windows' stages; the page names it like the others."""
+    from rsvg_zeroov.app.page import progress_text
+    from rsvg_zeroov.pipeline import StageProgress
+    from rsvg_zeroov.scene import SCENE_OVERVIEW
+
+    fraction, text = progress_text(StageProgress(SCENE_OVERVIEW, 0, 3, 12, "reading overview"))
+    assert fraction == pytest.approx(0.25 * 3 / 12)
+    assert text == "stage 1/3 overview of the whole scene (reduced read + VLM attention): reading overview (3/12)"

@@ -96,10 +96,13 @@ def test_a_scene_that_fits_the_budget_gives_todays_result(grounder, tmp_path, mo
 def test_coarse_to_fine_bands_nodata_and_shared_work(grounder, tmp_path, monkeypatch):
     """A 4-band uint16 raster beyond the budget, with nodata stripes everywhere: --bands, windows at
     native resolution, no nodata pixel in any mask (the raw window masks do cover some), one
-    overview read for both phrases and one refiner embedding per window."""
+    overview read for the three phrases, one refiner embedding per window (the first and third
+    phrase, the same text, share theirs); the overview phase is reported to the Grounder's progress
+    before the windows' stages, and timed."""
     from rsvg_zeroov import geo
+    from rsvg_zeroov.app.service import scene_timings, timing_rows
     from rsvg_zeroov.raster import Raster, RasterOptions
-    from rsvg_zeroov.scene import SceneOptions, ground_scene, write_scene_outputs
+    from rsvg_zeroov.scene import SCENE_OVERVIEW, SceneOptions, ground_scene, write_scene_outputs
     from rsvg_zeroov.vectors import VectorOptions
 
     data = (np.random.default_rng(1).random((4, 700, 900)) * 3000 + 500).astype(np.uint16)
@@ -112,11 +115,24 @@ def test_coarse_to_fine_bands_nodata_and_shared_work(grounder, tmp_path, monkeyp
     monkeypatch.setattr(Raster, "overview", lambda self, *a, **k: reads.append(1) or original(self, *a, **k))
     set_image = grounder.refiner.set_image
     monkeypatch.setattr(grounder.refiner, "set_image", lambda rgb: embeds.append(rgb.shape) or set_image(rgb))
-    texts = ["the red roof", "the blue pool"]
+    events = []
+    monkeypatch.setattr(grounder, "progress", events.append)
+    texts = ["the red roof", "the blue pool", "the red roof"]
     results = ground_scene(grounder, path, texts, SceneOptions(min_window=160), RasterOptions(bands=(3, 2, 1)))
     assert len(reads) == 1 and results[0].image is results[1].image  # the overview: read once, shared
-    windows = {p.window for r in results for p in r.pieces}
-    assert len(embeds) <= len(windows)  # phrases in the same window: one embedding
+    windows = [p.window for r in results for p in r.pieces]
+    assert results[0].windows == results[2].windows and len(set(windows)) < len(windows)  # a shared window
+    assert len(embeds) == len(set(windows))  # one embedding per window, whatever the phrases in it
+    scene = [e for e in events if e.stage == SCENE_OVERVIEW]
+    assert events[:len(scene)] == scene and scene[0].step == 0 and scene[0].index == 0  # first, then windows
+    assert {e.detail for e in scene} >= {"reading overview", "stage 1 answer tokens"}
+    assert [e.stage for e in events[len(scene):] if e.step == 0] == ["overview", "focus", "evolve"] * len(set(windows))
+    timings = scene_timings(results[1])
+    assert timings[SCENE_OVERVIEW] == results[1].overview_seconds is not None
+    assert timings["total"] == pytest.approx(timings[SCENE_OVERVIEW] + sum(p.result.timings["total"]
+                                                                            for p in results[1].pieces))
+    assert timing_rows(timings)[0] == ("stage 1/3 overview of the whole scene (reduced read + VLM attention)",
+                                       round(timings[SCENE_OVERVIEW], 3))
     raw_on_nodata = 0
     for r in results:
         assert not r.plain and r.raster["bands"] == [3, 2, 1] and r.overview_map is not None

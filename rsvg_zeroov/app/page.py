@@ -20,8 +20,8 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # read when gradio i
 import gradio as gr  # noqa: E402
 
 from ..cli import user_errors  # noqa: E402
-from .service import (FIDELITIES, INVERSIONS, STAGE_NAMES, GroundingService, Settings,  # noqa: E402
-                      prompt_modes, refiner_keys)
+from .service import (FIDELITIES, INVERSIONS, SCENE_OVERVIEW, STAGE_NAMES, GroundingService,  # noqa: E402
+                      Settings, prompt_modes, refiner_keys)
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +30,9 @@ TINY_BANNER = ("**Tiny stand-in models.** This page runs the offline random-weig
                "the maps, masks and answers are noise. They show that every stage runs, not what the "
                "method finds; start the app with the real models (`--vlm`, `--sd`, `--refiner`) for that.")
 UPLOAD_TYPES = [".png", ".jpg", ".jpeg", ".tif", ".tiff"]
-# The share of the progress bar each stage takes (stage 2 is the longest by far).
-SPANS = {"overview": (0.0, 0.25), "focus": (0.25, 0.92), "evolve": (0.92, 1.0)}
+# The share of the progress bar each stage takes (stage 2 is the longest by far); a scene beyond
+# the budget runs its overview first, then the three stages once per focus window.
+SPANS = {"overview": (0.0, 0.25), "focus": (0.25, 0.92), "evolve": (0.92, 1.0), SCENE_OVERVIEW: (0.0, 0.25)}
 # System fonts only: the default theme would fetch its fonts from the internet.
 THEME = dict(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
 

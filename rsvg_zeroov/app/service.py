@@ -29,13 +29,15 @@ from .. import cli
 from ..evolve.config import EvolveConfig
 from ..images import ImageError
 from ..pipeline import PipelineConfig
+from ..scene import SCENE_OVERVIEW
 
 MB = 1 << 20
 KEEP_REQUESTS = 16  # request folders kept under WORKDIR/requests (the page has copied their files)
 FIDELITIES = ("released", "corrected")
 INVERSIONS = ("nulltext", "ddim", "noise")
 STAGE_NAMES = {"overview": "stage 1/3 overview (VLM attention)", "focus": "stage 2/3 focus (diffusion self-attention)",
-               "evolve": "stage 3/3 evolve"}
+               "evolve": "stage 3/3 evolve",
+               SCENE_OVERVIEW: "stage 1/3 overview of the whole scene (reduced read + VLM attention)"}
 
 
 def refiner_keys() -> list[str]:
@@ -159,9 +161,11 @@ class Outcome:
 
 
 def timing_rows(timings: dict) -> list[tuple[str, float]]:
-    """``GroundingResult.timings`` as ``(what, seconds)`` rows: the three stages with stage 2's
-    phases under it (those that took no time left out), the refiner and the total."""
-    rows = [(STAGE_NAMES["overview"], timings.get("overview", 0.0)), (STAGE_NAMES["focus"], timings.get("focus", 0.0))]
+    """:func:`scene_timings` as ``(what, seconds)`` rows: the scene overview where there was one,
+    the three stages with stage 2's phases under it (those that took no time left out), the
+    refiner and the total."""
+    rows = [(STAGE_NAMES[SCENE_OVERVIEW], timings[SCENE_OVERVIEW])] if SCENE_OVERVIEW in timings else []
+    rows += [(STAGE_NAMES["overview"], timings.get("overview", 0.0)), (STAGE_NAMES["focus"], timings.get("focus", 0.0))]
     rows += [(f"stage 2/3 - {k.split('.', 1)[1]}", v) for k, v in timings.items() if k.startswith("focus.") and v > 0]
     rows += [(STAGE_NAMES["evolve"], timings.get("evolve", 0.0)), ("refiner (image embedding included)",
              timings.get("refine", 0.0)), ("total", timings.get("total", 0.0))]
@@ -191,7 +195,8 @@ class GroundingService:
         """Ground ``text`` in the uploaded file ``path`` with ``settings`` (None: the launch ones).
 
         progress: ``callback(StageProgress)`` (:meth:`~rsvg_zeroov.pipeline.Grounder.ground_many`;
-        for a scene grounded by windows, each window's stages). Raises the library's user errors
+        for a scene grounded by windows, :data:`~rsvg_zeroov.scene.SCENE_OVERVIEW` first, then each
+        window's stages). Raises the library's user errors
         (ImageError, ValueError, ModelNotFound) with their message."""
         from ..scene import ground_scene
 
@@ -254,8 +259,11 @@ class GroundingService:
 
 def scene_timings(scene) -> dict:
     """Seconds per stage of a scene's grounding: its one result's ``timings``, or for a scene
-    grounded by windows their sum over the windows (the overview's stage 1 not included)."""
+    grounded by windows their sum over the windows plus :data:`~rsvg_zeroov.scene.SCENE_OVERVIEW`,
+    the overview read and stage 1 on it (``SceneResult.overview_seconds``), which ``total`` includes."""
     out: dict[str, float] = {}
+    if scene.overview_seconds is not None:
+        out[SCENE_OVERVIEW] = out["total"] = scene.overview_seconds
     for piece in scene.pieces:
         for key, value in piece.result.timings.items():
             out[key] = out.get(key, 0.0) + value

@@ -28,7 +28,7 @@ the file; with non-default :class:`~rsvg_zeroov.raster.RasterOptions`, the array
 
 Pixels without data (nodata, alpha, non-finite) are never in a mask, on either path.
 """
-from .grounding import (DEFAULT_CELLS, SceneOptions, ScenePiece, SceneResult, check_scene,  # noqa: F401
-                        ground_scene, scene_box, scene_budget, uses_raster_reader)
+from .grounding import (DEFAULT_CELLS, SCENE_OVERVIEW, SceneOptions, ScenePiece, SceneResult,  # noqa: F401
+                        check_scene, ground_scene, scene_box, scene_budget, uses_raster_reader)
 from .outputs import box_in_crs, write_scene_outputs  # noqa: F401
 from .windows import focus_windows  # noqa: F401

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import logging
 import os
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -17,6 +19,9 @@ from .windows import focus_windows
 log = logging.getLogger(__name__)
 
 DEFAULT_CELLS = 16384  # qwen_vl_utils' default pixel budget, in cells of the VLM's merged tokens
+# StageProgress.stage of the overview of a scene beyond the budget: its reduced read and stage 1 on
+# it, before any window's Grounder.ground_many (index 0: "stage 1/3").
+SCENE_OVERVIEW = "overview (scene)"
 
 
 @dataclass(frozen=True)
@@ -69,7 +74,10 @@ class SceneResult:
     VLM's answer on the (first) window; plain: the scene fitted the budget (one piece, the whole
     scene); image: the scene as read (plain: the whole image; else the overview, shared by the
     phrases); overview_map: float32 (gh, gw) ``A_C`` of stage 1 on the overview (None if plain);
-    windows: the focus windows; raster: what was read (``Raster.describe()``; None for PIL files).
+    windows: the focus windows; raster: what was read (``Raster.describe()``; None for PIL files);
+    overview_seconds: wall-clock seconds of the :data:`SCENE_OVERVIEW` phase (the overview read and
+    stage 1 on it) divided by the number of phrases, which share it (None if plain; the windows'
+    own stages are in each piece's ``result.timings``).
     """
 
     text: str
@@ -87,6 +95,7 @@ class SceneResult:
     overview_answer: str | None = None
     windows: tuple = ()
     raster: dict | None = None
+    overview_seconds: float | None = None
 
     @property
     def mask_pixels(self) -> int:
@@ -237,12 +246,15 @@ def _result(text, image, raster, size, pieces, box, score, answer, read, plain, 
 def _coarse_to_fine(grounder, raster: Raster, texts, options: SceneOptions, budget: int) -> list[SceneResult]:
     from ..progress import bar
 
-    overview = raster.overview(budget)
-    log.info("scene %s is %dx%d pixels, beyond the budget of %d: stage 1 on the overview (%dx%d), then "
-             "the pipeline on the focus window(s)", raster.path.name, raster.width, raster.height, budget,
-             overview.rgb.shape[1], overview.rgb.shape[0])
-    log.info("stage 1/3 on the overview (VLM attention), %d phrase(s)", len(texts))
-    coarse = grounder.overview([(overview.rgb, t) for t in texts])
+    t0 = time.perf_counter()
+    with _reported(grounder.progress, SCENE_OVERVIEW, "reading the scene reduced to the budget"):
+        overview = raster.overview(budget)
+        log.info("scene %s is %dx%d pixels, beyond the budget of %d: stage 1 on the overview (%dx%d), then "
+                 "the pipeline on the focus window(s)", raster.path.name, raster.width, raster.height, budget,
+                 overview.rgb.shape[1], overview.rgb.shape[0])
+        log.info("stage 1/3 on the overview (VLM attention), %d phrase(s)", len(texts))
+        coarse = grounder.overview([(overview.rgb, t) for t in texts])
+    overview_seconds = (time.perf_counter() - t0) / len(texts)
     k = grounder.config.evolve.k
     windows = [focus_windows(ov.fused, overview, (raster.height, raster.width), k, options, budget) for ov in coarse]
     groups: dict[tuple, list[int]] = {}
@@ -262,8 +274,30 @@ def _coarse_to_fine(grounder, raster: Raster, texts, options: SceneOptions, budg
             progress.update()
     return [_result(text, raster.path, raster, (raster.height, raster.width), ps, scene_box(ps),
                     _best_score(ps), ps[0].result.answer if ps else "", overview, False,
-                    overview_map=ov.fused, overview_answer=ov.answer, windows=tuple(windows[i]))
+                    overview_map=ov.fused, overview_answer=ov.answer, windows=tuple(windows[i]),
+                    overview_seconds=overview_seconds)
             for i, (text, ps, ov) in enumerate(zip(texts, pieces, coarse))]
+
+
+@contextmanager
+def _reported(callback, stage: str, detail: str):
+    """Report a phase outside ``Grounder.ground_many`` as ground_many reports its stages: a
+    :class:`~rsvg_zeroov.pipeline.StageProgress` of ``stage`` (index 0) to ``callback`` (the
+    Grounder's ``progress``; None: nothing) when it starts, then at every step of each library
+    counter opened inside (the raster read's strips, stage 1's answer tokens; detail: the counter's
+    name)."""
+    from ..pipeline import StageProgress
+    from ..progress import observe
+
+    def emit(desc: str, step: int, total: int | None) -> None:
+        callback(StageProgress(stage, 0, step, total, desc))
+
+    if callback is None:
+        yield
+        return
+    emit(detail, 0, None)
+    with observe(emit):
+        yield
 
 
 def _best_score(pieces) -> float | None:
