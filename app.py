@@ -9,7 +9,8 @@ Loads the three models once (the same flags and settings as ground.py: --tiny, -
 defaults, its "Advanced" section changes them per request) and serves the page on
 http://127.0.0.1:7860 (this machine only; --host to listen elsewhere, --share for a public
 Gradio link). Requests run one at a time, in a queue. Uploads are limited by --max-upload-mb and
---max-pixels. A missing model stops the start with one "error:" line and exit status 2.
+--max-upload-pixels (not the VLM's pixel budget, ground.py's --max-pixels: an upload beyond that
+is grounded by windows). A missing model stops the start with one "error:" line and exit status 2.
 Gradio's analytics are off.
 """
 from __future__ import annotations
@@ -46,25 +47,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--share", action="store_true", help="also open a public Gradio share link (off by default)")
     p.add_argument("--max-upload-mb", type=float, default=limits.max_bytes / (1 << 20),
                    help=f"largest upload in MB (default: {limits.max_bytes / (1 << 20):g})")
-    p.add_argument("--max-pixels", type=int, default=limits.max_pixels,
-                   help=f"largest upload in pixels, width x height (default: {limits.max_pixels})")
+    p.add_argument("--max-upload-pixels", type=int, default=None, metavar="PIXELS",
+                   help=f"largest upload in pixels, width x height (default: {limits.max_pixels}); not the "
+                   "VLM's pixel budget (ground.py --max-pixels)")
+    p.add_argument("--max-pixels", dest="old_max_pixels", type=int, default=None,
+                   help=argparse.SUPPRESS)  # the former name of --max-upload-pixels, deprecated
     p.add_argument("--queue-size", type=int, default=16, help="requests that may wait their turn (default: 16)")
     p.add_argument("--workdir", default=None,
                    help="where the downloads and example scenes are written (default: a new temporary folder)")
     return ground.add_setting_flags(p)
 
 
+def upload_limits(args: argparse.Namespace):
+    """The :class:`~rsvg_zeroov.app.service.Limits` of the flags (the deprecated ``--max-pixels``,
+    the former name of ``--max-upload-pixels``, is taken with a warning); UsageError otherwise."""
+    from rsvg_zeroov.app.service import Limits
+    from rsvg_zeroov.runner import UsageError
+
+    pixels = args.max_upload_pixels
+    if args.old_max_pixels is not None:
+        if pixels is not None:
+            raise UsageError("give --max-upload-pixels only (--max-pixels is its deprecated former name)")
+        log.warning("app.py --max-pixels is deprecated: it is the upload limit, now --max-upload-pixels "
+                    "(ground.py's --max-pixels is the VLM's pixel budget, which app.py does not set)")
+        pixels = args.old_max_pixels
+    pixels = Limits().max_pixels if pixels is None else pixels
+    if args.max_upload_mb <= 0 or pixels <= 0 or args.queue_size < 1:
+        raise UsageError("--max-upload-mb, --max-upload-pixels and --queue-size must be positive")
+    return Limits(max_bytes=int(args.max_upload_mb * (1 << 20)), max_pixels=pixels)
+
+
 def run(argv=None) -> int:
     args = build_parser().parse_args(argv)
     from rsvg_zeroov.app.examples import write_examples
-    from rsvg_zeroov.app.service import GroundingService, Limits
+    from rsvg_zeroov.app.service import GroundingService, Settings
     from rsvg_zeroov.pipeline import Grounder
-    from rsvg_zeroov.runner import UsageError
 
-    if args.max_upload_mb <= 0 or args.max_pixels <= 0 or args.queue_size < 1:
-        raise UsageError("--max-upload-mb, --max-pixels and --queue-size must be positive")
-    limits = Limits(max_bytes=int(args.max_upload_mb * (1 << 20)), max_pixels=args.max_pixels)
-    grounder = Grounder(ground.build_config(args)).load(ground.FLAGS)  # a missing model stops here
+    limits = upload_limits(args)
+    config = ground.build_config(args)
+    Settings.of(config).apply(config)  # the launch settings within the page's ranges, before any model loads
+    grounder = Grounder(config).load(ground.FLAGS)  # a missing model stops here
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="rsvg_zeroov_app_"))
     try:
         service = GroundingService(grounder, limits, workdir, tiny=args.tiny)

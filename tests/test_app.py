@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 LAUNCH, REAL, SHOT = re.search(r"## Interactive page\n\n```bash\n(.*?)```", (REPO / "README.md").read_text(),
                                flags=re.S).group(1).strip().splitlines()
 QUICK = ["--steps", "2", "--max-new-tokens", "4", "--device", "cpu"]
-LIMITS = ["--max-upload-mb", "1", "--max-pixels", "60000"]
+LIMITS = ["--max-upload-mb", "1", "--max-upload-pixels", "60000"]
 TEXT = "the red square"
 
 
@@ -145,7 +145,7 @@ def files(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("uploads")
     Image.fromarray(_scene()).save(tmp / "scene.png")
     (tmp / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"not really a png" * 20)
-    Image.fromarray(_scene(300, 300, seed=1)).save(tmp / "wide.png")  # 90,000 pixels > --max-pixels 60000
+    Image.fromarray(_scene(300, 300, seed=1)).save(tmp / "wide.png")  # 90,000 pixels > --max-upload-pixels 60000
     return tmp
 
 
@@ -179,6 +179,29 @@ def test_launch_allows_serving_the_workdir(tmp_path, monkeypatch):
     assert app.run([*LAUNCH.split()[2:], "--workdir", "work"]) == 0
     assert launched["allowed_paths"] == [str(tmp_path.resolve() / "work")]
     assert launched["server_name"] == "127.0.0.1" and launched["share"] is False
+
+
+def test_upload_limit_flags(caplog):
+    """--max-upload-pixels is the upload limit (ground.py's --max-pixels is the VLM's budget); the
+    app's former --max-pixels still works, with a warning; launch settings beyond the page's ranges
+    stop the start before any model loads."""
+    import logging
+
+    import app
+    from rsvg_zeroov.runner import UsageError
+
+    parse = app.build_parser().parse_args
+    assert app.upload_limits(parse(["--max-upload-pixels", "500"])).max_pixels == 500
+    assert app.upload_limits(parse([])).max_pixels == 100_000_000
+    with caplog.at_level(logging.WARNING, logger="app"):
+        assert app.upload_limits(parse(["--max-pixels", "700"])).max_pixels == 700
+    assert "--max-pixels is deprecated" in caplog.text and "--max-upload-pixels" in caplog.text
+    with pytest.raises(UsageError, match="--max-upload-pixels only"):
+        app.upload_limits(parse(["--max-pixels", "1", "--max-upload-pixels", "2"]))
+    with pytest.raises(UsageError, match="must be positive"):
+        app.upload_limits(parse(["--max-upload-pixels", "0"]))
+    with pytest.raises(ValueError, match="from 1 to 100"):
+        app.run([*LAUNCH.split()[2:], "--steps", "101"])
 
 
 def test_upload_ground_gives_the_grounders_box(page, files, grounder, expected):
@@ -249,7 +272,7 @@ def test_errors_are_shown_and_the_page_keeps_serving(page, files, expected):
     assert "Expression is empty" in error_message(page)
     submit(page, files / "wide.png", TEXT)
     message = error_message(page)
-    assert "300x300 = 90,000 pixels" in message and "--max-pixels" in message
+    assert "300x300 = 90,000 pixels" in message and "--max-upload-pixels" in message
     shown = ground(page, files / "scene.png", TEXT)
     assert json.loads(shown.box) == expected.box
 
@@ -359,6 +382,11 @@ def test_page_settings_round_trip(grounder):
     assert changed.evolve.refiner is None and changed.evolve.tau == 0.5
     with pytest.raises(ValueError, match="steps"):
         dataclasses.replace(shown, steps=0).apply(config)
+    assert dataclasses.replace(shown, steps=100, k=64).apply(config).evolve.k == 64  # the sliders' ends
+    with pytest.raises(ValueError, match=r"steps=101: .* from 1 to 100"):
+        dataclasses.replace(shown, steps=101).apply(config)
+    with pytest.raises(ValueError, match=r"k=65: K.* from 1 to 64"):
+        dataclasses.replace(shown, k=65).apply(config)
 
 
 def test_the_scene_overview_has_its_place_in_the_progress_bar():

@@ -20,8 +20,8 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # read when gradio i
 import gradio as gr  # noqa: E402
 
 from ..cli import user_errors  # noqa: E402
-from .service import (FIDELITIES, INVERSIONS, SCENE_OVERVIEW, STAGE_NAMES, GroundingService,  # noqa: E402
-                      Settings, prompt_modes, refiner_keys)
+from .service import (FIDELITIES, INVERSIONS, MAX_K, MAX_STEPS, SCENE_OVERVIEW, STAGE_NAMES,  # noqa: E402
+                      GroundingService, Settings, prompt_modes, refiner_keys)
 
 log = logging.getLogger(__name__)
 
@@ -113,8 +113,8 @@ def build_page(service: GroundingService, *, tiny: bool = False, examples=()) ->
                 with gr.Accordion("Advanced", open=False):
                     fidelity = gr.Radio(list(FIDELITIES), value=s.fidelity, label="Fidelity")
                     inversion = gr.Radio(list(INVERSIONS), value=s.inversion, label="Inversion mode")
-                    steps = gr.Slider(1, 100, value=s.steps, step=1, label="Inversion steps")
-                    k = gr.Slider(1, 64, value=s.k, step=1, label="K (seed values)")
+                    steps = gr.Slider(1, MAX_STEPS, value=s.steps, step=1, label="Inversion steps")
+                    k = gr.Slider(1, MAX_K, value=s.k, step=1, label="K (seed values)")
                     tau = gr.Slider(0.0, 1.0, value=s.tau, step=0.01, label="tau (region growing threshold)")
                     alpha = gr.Slider(0.0, 1.0, value=s.alpha, step=0.01, label="alpha (mask threshold)")
                     refine = gr.Checkbox(value=s.refine, label="Refine the mask")

@@ -33,6 +33,8 @@ from ..scene import SCENE_OVERVIEW
 
 MB = 1 << 20
 KEEP_REQUESTS = 16  # request folders kept under WORKDIR/requests (the page has copied their files)
+MAX_STEPS = 100  # most DDIM steps a request may ask for (the page's slider ends there)
+MAX_K = 64  # most seed values (K) a request may ask for (likewise)
 FIDELITIES = ("released", "corrected")
 INVERSIONS = ("nulltext", "ddim", "noise")
 STAGE_NAMES = {"overview": "stage 1/3 overview (VLM attention)", "focus": "stage 2/3 focus (diffusion self-attention)",
@@ -72,7 +74,7 @@ class Settings:
     """The per-request settings of the page's "Advanced" section.
 
     fidelity: every stage's (``released`` | ``corrected``); inversion, steps: stage 2's mode and
-    DDIM steps; k, tau, alpha: stage 3's; refine: whether the mask is refined, by ``refiner`` (a
+    DDIM steps (1 to :data:`MAX_STEPS`); k (1 to :data:`MAX_K`), tau, alpha: stage 3's; refine: whether the mask is refined, by ``refiner`` (a
     refiner registry key); prompt: ``EvolveConfig.refine_prompt`` where the config has it (None:
     leave it as it is).
     """
@@ -96,21 +98,27 @@ class Settings:
                    prompt=getattr(ev, "refine_prompt", None))
 
     def apply(self, config: PipelineConfig) -> PipelineConfig:
-        """``config`` with these settings; ValueError naming the setting when one is out of range.
-        The refiner keeps ``config``'s weights file only when it is ``config``'s refiner."""
+        """``config`` with these settings; ValueError naming the setting when one is out of range
+        (a request cannot ask for more than :data:`MAX_STEPS` steps or :data:`MAX_K` seeds, so one
+        request cannot hold the queue for hours). The refiner keeps ``config``'s weights file only
+        when it is ``config``'s refiner."""
         if self.fidelity not in FIDELITIES:
             raise ValueError(f"fidelity {self.fidelity!r}: choose one of {', '.join(FIDELITIES)}")
         if self.inversion not in INVERSIONS:
             raise ValueError(f"inversion {self.inversion!r}: choose one of {', '.join(INVERSIONS)}")
-        if int(self.steps) != self.steps or self.steps < 1:
-            raise ValueError(f"steps={self.steps!r}: the number of DDIM steps must be a positive integer")
+        if int(self.steps) != self.steps or not 1 <= self.steps <= MAX_STEPS:
+            raise ValueError(f"steps={self.steps!r}: the inversion steps (--steps, the page's \"Inversion steps\") "
+                             f"must be an integer from 1 to {MAX_STEPS}")
+        if int(self.k) != self.k or not 1 <= self.k <= MAX_K:
+            raise ValueError(f"k={self.k!r}: K, the seed values of stage 3 (the page's \"K\"), must be an integer "
+                             f"from 1 to {MAX_K}")
         for name in ("tau", "alpha"):
             if not 0.0 <= float(getattr(self, name)) <= 1.0:
                 raise ValueError(f"{name}={getattr(self, name)!r}: the threshold must lie in [0, 1]")
         if self.refine and self.refiner not in refiner_keys():
             raise ValueError(f"refiner {self.refiner!r}: choose one of {', '.join(refiner_keys())}")
         refiner = self.refiner if self.refine else None
-        evolve = {"k": self.k, "tau": self.tau, "alpha": self.alpha, "fidelity": self.fidelity, "refiner": refiner}
+        evolve = {"k": int(self.k), "tau": self.tau, "alpha": self.alpha, "fidelity": self.fidelity, "refiner": refiner}
         if refiner != config.evolve.refiner:
             evolve["refiner_checkpoint"] = None
         if refiner is None:  # no refiner: nothing to prompt
@@ -138,7 +146,7 @@ def check_upload(path, limits: Limits) -> Path:
     h, w = check_scene(path)
     if h * w > limits.max_pixels:
         raise ImageError(f"{path.name}: the image is {w}x{h} = {h * w:,} pixels; this page accepts up to "
-                         f"{limits.max_pixels:,} pixels (the app's --max-pixels)")
+                         f"{limits.max_pixels:,} pixels (the app's --max-upload-pixels)")
     return path
 
 
