@@ -26,7 +26,11 @@ the file; with non-default :class:`~rsvg_zeroov.raster.RasterOptions`, the array
    refiner embeds it once;
 4. the window's mask is brought back to native resolution (nearest) and placed in the scene.
 
-Pixels without data (nodata, alpha, non-finite) are never in a mask, on either path.
+Pixels without data (nodata, alpha, non-finite) are never in a mask :func:`ground_scene` returns,
+on either path (a data set run's stage-3 PNG masks are the masks as predicted; only its
+``--georef`` GeoTIFFs mark those pixels, as nodata). The overview phase of a scene beyond the
+budget (its read and stage 1) is reported to the Grounder's ``progress`` as
+:data:`SCENE_OVERVIEW`, before each window's stages.
 """
 from .grounding import (DEFAULT_CELLS, SCENE_OVERVIEW, SceneOptions, ScenePiece, SceneResult,  # noqa: F401
                         check_scene, ground_scene, scene_box, scene_budget, uses_raster_reader)
