@@ -59,7 +59,7 @@ def needs_raster_reader(path: str | os.PathLike) -> bool:
         return False
     try:
         stat = path.stat()
-    except OSError:
+    except (OSError, ValueError):  # missing, unreadable, or a name no file can have (a NUL byte)
         return False
     if stat.st_size == 0:
         return False
