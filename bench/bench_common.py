@@ -92,3 +92,19 @@ def released_maps(model, batch, gc, layers):
     (start, end), (gh, gw) = batch.spans[0], batch.grids[0]
     return [torch.stack([step[layer][0, :, -1, start:end].float().mean(0) for step in out.attentions]).mean(0)
             .reshape(gh, gw).cpu() for layer in layers]
+
+
+def stage3_parser(doc: str):
+    """The argument parser the stage-3 benchmarks share: --n, --size, --dtype, --repeats, --workers
+    and --dir (their synthetic dumps and the stage's threads)."""
+    import argparse
+
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--n", type=int, default=600)
+    p.add_argument("--size", type=int, default=800)
+    p.add_argument("--dtype", choices=("float16", "float32"), default="float16")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--dir", default=None, help="scratch folder (default: a temp folder under outputs/, "
+                   "where runs live, removed after; file creation costs differ between file systems)")
+    return p

@@ -18,7 +18,6 @@ in float16, 8 MB in float32, for the default resolutions 32 + 64).
 """
 from __future__ import annotations
 
-import argparse
 import io
 import os
 import platform
@@ -35,7 +34,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench_common import cpu_model, load_average, run_worker  # noqa: E402 - bench/ is the script's folder
+from bench_common import cpu_model, load_average, run_worker, stage3_parser  # noqa: E402 - bench/ is the script's folder
 from rsvg_zeroov.datasets.base import Sample  # noqa: E402
 from rsvg_zeroov.evolve.config import EvolveConfig  # noqa: E402
 from rsvg_zeroov.evolve.stage import EvolveStage  # noqa: E402
@@ -294,14 +293,7 @@ def split_sections(text: str) -> dict[str, str]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--n", type=int, default=600)
-    p.add_argument("--size", type=int, default=800)
-    p.add_argument("--dtype", choices=("float16", "float32"), default="float16")
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--workers", type=int, default=None)
-    p.add_argument("--dir", default=None, help="scratch folder (default: a temp folder under outputs/, "
-                   "where runs live, removed after; file creation costs differ between file systems)")
+    p = stage3_parser(__doc__)
     p.add_argument("--codecs", action="store_true", help="time each codec variant (interleaved repeats) "
                    "instead; writes a table of the medians")
     p.add_argument("--compare", metavar="TREE", default=None, help="another checkout of this repository "

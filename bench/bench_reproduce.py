@@ -19,7 +19,6 @@ Reports the median of each and the ratios; rewrites ``bench/results_reproduce.md
 """
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import statistics
@@ -33,7 +32,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench_common import load_average  # noqa: E402 - bench/ is the script's folder
+from bench_common import load_average, stage3_parser  # noqa: E402 - bench/ is the script's folder
 from bench_evolve import machine, synthetic_a_c, synthetic_s  # noqa: E402
 from rsvg_zeroov.datasets.base import MaskSource, Sample  # noqa: E402
 from rsvg_zeroov.evolve.config import EvolveConfig  # noqa: E402
@@ -143,13 +142,7 @@ def render(args, results: dict[str, list[tuple[float, float]]], rows: list[str],
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--n", type=int, default=600)
-    p.add_argument("--size", type=int, default=800)
-    p.add_argument("--dtype", choices=("float16", "float32"), default="float16")
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--workers", type=int, default=None)
-    p.add_argument("--dir", default=None, help="scratch folder (default: a temp folder under outputs/, removed after)")
+    p = stage3_parser(__doc__)
     p.add_argument("--out", default=str(REPO / "bench" / "results_reproduce.md"))
     args = p.parse_args()
     load_before = load_average()
