@@ -100,7 +100,6 @@ class EvolveConfig:
     save_maps: bool = field(default=False, metadata=cli.flag(
         "--save-maps", "also write RUN/maps/<id>.npz (c, a_cs, seeds, region, a_e on the 32 grid)",
         store_true=True))
-
     georef: bool = field(default=False, metadata=cli.flag(
         "--georef", "also write RUN/masks/<id>.tif, the mask with the input's georeferencing (CRS, "
         "transform, nodata), for each georeferenced input image", store_true=True))
@@ -172,8 +171,9 @@ class EvolveConfig:
 
     def fingerprint(self) -> str:
         """Short hash of every setting that changes the predictions (resume skips only matching records):
-        every field but the output options ``save_maps`` / ``georef``, so a field added later cannot be left out; the fields of
-        :data:`LATER_SETTINGS` only when set away from their default (earlier runs keep their hash)."""
+        every field but the output options (:data:`OUTPUT_OPTIONS`), so a field added later cannot be
+        left out; the fields of :data:`LATER_SETTINGS` only when set away from their default (earlier
+        runs keep their hash)."""
         keys = [f.name for f in dataclasses.fields(self) if f.name not in OUTPUT_OPTIONS
                 and not (f.name in LATER_SETTINGS and getattr(self, f.name) == f.default)]
         blob = json.dumps({k: getattr(self, k) for k in keys}, sort_keys=True)
