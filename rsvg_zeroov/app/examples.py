@@ -26,14 +26,15 @@ def write_examples(folder) -> list[tuple[str, str, str]]:
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    out = []
+    out, scenes = [], []
     for index in range(SCENES):
         scene = make_scene(seed=0, index=index, width=WIDTH, height=HEIGHT)
+        scenes.append(scene)
         path = folder / f"synthetic_scene_{index}.png"
         Image.fromarray(scene.image).save(path)
         expression = scene.objects[0].expression
         out.append((str(path), expression, f"synthetic scene {index} (PNG)"))
-    scene = make_scene(seed=0, index=0, width=WIDTH, height=HEIGHT)
+    scene = scenes[0]  # the first scene again, georeferenced
     path = folder / "synthetic_scene_0_geo.tif"
     with rasterio.open(path, "w", driver="GTiff", width=WIDTH, height=HEIGHT, count=3, dtype="uint8",
                        crs=GEO_CRS, transform=from_origin(*GEO_ORIGIN, GEO_PIXEL, GEO_PIXEL)) as dst:

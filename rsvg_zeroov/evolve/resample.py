@@ -178,10 +178,9 @@ class Window:
     last :func:`binarise` computed with torch's exact arithmetic (None while there were none).
     """
 
-    def __init__(self, source: np.ndarray, size, variant: str | None, reach=(0, 0, 0, 0), scale=None):
+    def __init__(self, source: np.ndarray, size, variant: str | None, reach=(0, 0, 0, 0)):
         self.source, self.size, self.variant = source, (int(size[0]), int(size[1])), variant
         self.exact, self._exact, self._values, self._full = variant is None, None, None, None
-        self.scale = float(source.max()) if scale is None else scale
         if self.exact:
             self._exact = resize_bilinear(source, self.size)
             return
@@ -278,7 +277,7 @@ def upsample_window(a: np.ndarray, size: tuple[int, int]) -> Window | None:
     x0, x1 = _reach(axis_taps(int(size[1]), a.shape[1], variant == "fused"), a.any(axis=0))
     if y1 <= y0 or x1 <= x0:  # a downsampling whose taps miss every non-zero input: all exactly 0
         return None
-    return Window(a, size, variant, (y0, y1, x0, x1), hi)
+    return Window(a, size, variant, (y0, y1, x0, x1))
 
 
 def _reach(taps: Axis, nonzero: np.ndarray) -> tuple[int, int]:

@@ -93,6 +93,7 @@ class EvolveStage:
         self.timer = PhaseTimer()
         self.records = Records(run, rank)
         self._written: set[str] = set()
+        self._geo: dict = {}  # image path -> georeferenced (--georef)
         self._readers = ThreadReaders(run, config)
         self._read_image = image_reader(config.fidelity)
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="evolve")
@@ -131,9 +132,15 @@ class EvolveStage:
         return not self.config.georef or self._georef_done(sample)
 
     def _georef_done(self, sample) -> bool:
-        from ..geo import is_geotiff
+        return self.run.mask_tif(sample.sample_id).is_file() or not self._georeferenced(sample.image_path)
 
-        return self.run.mask_tif(sample.sample_id).is_file() or not is_geotiff(sample.image_path)
+    def _georeferenced(self, path) -> bool:
+        """Whether ``path`` is georeferenced, opened once per image (its samples share the answer)."""
+        if path not in self._geo:
+            from ..geo import is_geotiff
+
+            self._geo[path] = is_geotiff(path)
+        return self._geo[path]
 
     # ------------------------------------------------------------------------------ work
     def _load_evolve(self, sample) -> EvolveResult:
@@ -158,7 +165,7 @@ class EvolveStage:
             png = write_mask(self.run, sid, mask)
             if self.config.save_maps:
                 write_maps(self.run, sid, result.maps())
-            if self.config.georef:
+            if self.config.georef and self._georeferenced(sample.image_path):
                 from ..geo import write_mask_like
 
                 write_mask_like(self.run.mask_tif(sid), mask, sample.image_path)

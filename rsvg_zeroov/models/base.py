@@ -203,15 +203,13 @@ class Registry:
         """What to do about one missing model, naming the command's own ``flag``."""
         what = ROLE_NAMES.get(self.role, self.role)
         e = self.entry(ref.key) if ref.key else None
+        skip = f", or run without it ({self.skip_hint})" if self.skip_hint else ""
         if e is not None and e.checkpoint is not None:
             where = self.checkpoint_dir or Path(".")
             return (f"{what} {e.key!r}: checkpoint {ref.source} not found; download {e.checkpoint}"
-                    f"{f' from {e.url}' if e.url else ''} into {where}/, or pass {flag} FILE"
-                    f"{f', or run without it ({self.skip_hint})' if self.skip_hint else ''}")
+                    f"{f' from {e.url}' if e.url else ''} into {where}/, or pass {flag} FILE{skip}")
         if self.checkpoint_dir is not None and (e is None or e.hub_id is None) and looks_like_path(ref.source):
-            return (f"{what} checkpoint {ref.source} not found; pass {flag} with an existing file"
-                    f"{f', or run without it ({self.skip_hint})' if self.skip_hint else ''}")
-        skip = f", or run without it ({self.skip_hint})" if self.skip_hint else ""
+            return f"{what} checkpoint {ref.source} not found; pass {flag} with an existing file{skip}"
         if looks_like_path(ref.source) or Path(ref.source).exists():
             state = "does not exist" if not Path(ref.source).exists() else f"holds no {self.probe_of(ref)}"
             if e is not None and e.hub_id is not None and self.checkpoint_dir is not None:

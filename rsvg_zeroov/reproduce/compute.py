@@ -3,10 +3,10 @@
 :class:`~rsvg_zeroov.reproduce.dumps.SampleDumps` reads the stage-1 map and sidecar and each
 stage-2 matrix the pending rows need, once. :class:`Variants` derives the rows from them, sharing
 what rows have in common: ``c`` per fidelity, ``S`` per set of files, ``A_CS`` per (fidelity,
-files), the seeds per (fidelity, K), the upsampled ``A_E`` per (K, tau) (a change of alpha is one
+files), the seeds, region and upsampled ``A_E`` per (K, tau) (a change of alpha is one
 more threshold of it, as in the sweep). Each step is the stage's own function (:func:`~rsvg_zeroov.evolve.interaction.normalise_c`,
-:func:`~rsvg_zeroov.evolve.interaction.propagate`, :func:`~rsvg_zeroov.evolve.region.top_k_seeds`,
-:func:`~rsvg_zeroov.evolve.region.grow_region`, :func:`~rsvg_zeroov.evolve.resample.binarise`; the
+:func:`~rsvg_zeroov.evolve.interaction.propagate`, :func:`~rsvg_zeroov.evolve.evolve.evolve_maps`,
+:func:`~rsvg_zeroov.evolve.resample.binarise`; the
 mean of the matrices as :func:`~rsvg_zeroov.evolve.interaction.mean_s` computes it), so
 a row's mask is the one ``rs_evolve.py`` writes under the same settings, to the pixel. Scores are
 the evaluator's (:func:`rsvg_zeroov.evaluation.scoring.score_sample`).
@@ -22,8 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..evaluation.scoring import SampleScore, missing_score, score_sample
-from ..evolve.evolve import EvolveResult
-from ..evolve.region import grow_region, top_k_seeds
+from ..evolve.evolve import EvolveResult, evolve_maps
 from ..evolve.interaction import normalise_c, propagate
 from ..evolve.resample import binarise, upsample_window
 from ..npyio import DumpError
@@ -46,7 +45,6 @@ class Variants:
         self.dumps, self.size = dumps, tuple(size)
         self._c: dict = {}
         self._a_cs: dict = {}
-        self._seeds: dict = {}
         self._maps: dict = {}
 
     def _a_c(self) -> np.ndarray:
@@ -78,12 +76,8 @@ class Variants:
         """(seeds, region, A_E, upsampled window) of an ``evolve`` row, shared over alpha."""
         cfg = row.config
         key = (cfg.fidelity, row.focus_files(), cfg.use_dm, cfg.use_evolve, cfg.k, cfg.tau)
-        if key not in self._maps:  # rsvg_zeroov.evolve.evolve.evolve_maps, the seeds shared over rows
-            if (cfg.fidelity, cfg.k) not in self._seeds:
-                self._seeds[(cfg.fidelity, cfg.k)] = top_k_seeds(self.c(cfg.fidelity), cfg.k)
-            seeds, a_cs = self._seeds[(cfg.fidelity, cfg.k)], self.a_cs(row)
-            region = grow_region(a_cs, seeds, cfg.tau) if cfg.use_evolve else np.ones_like(seeds)
-            a_e = np.where(region, a_cs, np.float32(0)).astype(np.float32, copy=False)
+        if key not in self._maps:  # the stage's own step, once per distinct setting
+            seeds, region, a_e = evolve_maps(self.c(cfg.fidelity), self.a_cs(row), cfg.k, cfg.tau, cfg.use_evolve)
             self._maps[key] = (seeds, region, a_e, upsample_window(a_e, self.size))
         return self._maps[key]
 

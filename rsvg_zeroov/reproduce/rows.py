@@ -10,12 +10,11 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from ..evolve.config import PAPER, EvolveConfig
-from ..rundir import FOCUS_16TO32, FOCUS_64TO32, FOCUS_SELF_32
+from ..evolve.config import PAPER, REFINE_PROMPTS, EvolveConfig
 from .baselines import DIFFPNG_ALPHA, DIFFPNG_BETA
 
 KINDS = ("evolve", "vlm-box", "diffpng")
-PROMPT_MODES = ("box", "box+points", "points", "box+mask")  # refiner prompt modes of the ablation
+PROMPT_MODES = REFINE_PROMPTS  # refiner prompt modes of the ablation
 TABLES = ("main", "ablation", "sensitivity")
 DEFAULT_GRID = "k=5,7,9 tau=0.2,0.3,0.4 alpha=0.3,0.4,0.5"
 SENSITIVITY_PREFIX = "sens-"
@@ -48,11 +47,9 @@ class Row:
 
     def focus_files(self) -> tuple[str, ...]:
         """The stage-2 file names this row averages into ``S`` (none without ``S``)."""
-        if not self.needs_s:
-            return ()
-        fid = self.config.fidelity
-        names = {16: FOCUS_16TO32[fid], 32: FOCUS_SELF_32, 64: FOCUS_64TO32[fid]}
-        return tuple(names[r] for r in self.config.resolutions)
+        from ..evolve.interaction import focus_names
+
+        return tuple(focus_names(self.config)) if self.needs_s else ()
 
     def settings(self) -> dict:
         """Every setting that decides this row's predictions (recorded, and fingerprinted)."""

@@ -9,7 +9,7 @@ import argparse
 import logging
 import os
 
-from . import build_all, build_one, stand_in_entries
+from . import build_all, stand_in_entries
 
 log = logging.getLogger("rsvg_zeroov.tiny")
 
@@ -25,7 +25,7 @@ def main(argv=None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.out:
         os.environ["RSVG_ZEROOV_TINY_DIR"] = args.out  # the registries resolve stand-ins under it
-    from ..models.base import TINY_SUBDIRS, tiny_entry_path, tiny_root
+    from ..models.base import TINY_SUBDIRS, ensure_tiny_entry, tiny_root
 
     root = tiny_root()
     entries = stand_in_entries()
@@ -39,10 +39,7 @@ def main(argv=None) -> None:
         log.info("tiny random-weight models in %s (qwen/, sd/, sam/sam_tiny.pth) - stand-ins, not the real weights", root)
     for e in entries:
         if args.all or e.key in args.only:
-            path = tiny_entry_path(e)
-            if not path.exists():
-                build_one(e.options["tiny_build"], path)
-            log.info("%s stand-in %r in %s", e.role, e.key, path)
+            log.info("%s stand-in %r in %s", e.role, e.key, ensure_tiny_entry(e))
 
 
 if __name__ == "__main__":
