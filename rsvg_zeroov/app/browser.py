@@ -91,10 +91,22 @@ def advanced(page, numbers: dict | None = None, choices=()) -> None:
     radio options named in ``choices`` (``["noise", "corrected"]``)."""
     if not page.get_by_text("Inversion steps").first.is_visible():
         page.get_by_text("Advanced", exact=True).click()
-    for label, value in (numbers or {}).items():
-        field = page.get_by_label(f"number input for {label}")
-        field.fill(str(value))
-        field.press("Enter")
+    numbers = {label: str(value) for label, value in (numbers or {}).items()}
+    for _attempt in range(5):
+        for label, value in numbers.items():
+            field = page.get_by_label(f"number input for {label}")
+            if field.input_value() != value:
+                field.fill(value)
+                field.press("Tab")  # leaving the field commits the value (the slider's own blur)
+        # The section's sliders are mounted when it opens and may take their initial values from the
+        # page after a first fill (seen on a slow machine): set again until every slider shows its value.
+        page.wait_for_timeout(200)
+        if all(page.get_by_label(f"range slider for {label}").input_value() == value
+               and page.get_by_label(f"number input for {label}").input_value() == value
+               for label, value in numbers.items()):
+            break
+    else:
+        raise RuntimeError(f"the page did not take the settings {numbers}")
     for choice in choices:
         page.get_by_label(choice, exact=True).check()
 
