@@ -210,8 +210,8 @@ def read_for_sam(path: str | Path) -> np.ndarray:
 
 
 def image_hw(path: str | Path) -> tuple[int, int]:
-    """(H, W) of the image file, from its header (``datasets.files.image_size`` is the data sets'
-    (W, H) reader, with a per-run cache)."""
+    """(H, W) of the image file, from its header (``datasets.files.image_hw`` is the data sets'
+    reader, with a per-run cache and deferred errors)."""
     if needs_raster_reader(path):
         from .raster import raster_hw
 

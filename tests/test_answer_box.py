@@ -16,14 +16,14 @@ def test_parse_box(answer, box):
 
 
 def test_resized_pixels_map_to_the_original_image():
-    # 800 x 600 original seen as 812 x 588: x scales by 800/812, y by 600/588
-    assert to_original((10, 20, 50, 60), "resized-pixels", (800, 600), (812, 588)) == pytest.approx(
+    # (H, W) = (600, 800) seen as (588, 812): x scales by 800/812, y by 600/588
+    assert to_original((10, 20, 50, 60), "resized-pixels", (600, 800), (588, 812)) == pytest.approx(
         [10 * 800 / 812, 20 * 600 / 588, 50 * 800 / 812, 60 * 600 / 588])
 
 
 def test_grid_and_fraction_conventions_and_clipping():
-    assert to_original((100, 250, 500, 1000), "grid-1000", (800, 400)) == [80.0, 100.0, 400.0, 400.0]
-    assert to_original((0.1, 0.2, 0.5, 0.6), "fraction", (200, 100)) == pytest.approx([20, 20, 100, 60])
+    assert to_original((100, 250, 500, 1000), "grid-1000", (400, 800)) == [80.0, 100.0, 400.0, 400.0]
+    assert to_original((0.1, 0.2, 0.5, 0.6), "fraction", (100, 200)) == pytest.approx([20, 20, 100, 60])
     assert to_original((60, 70, -5, 900), "resized-pixels", (100, 100), (100, 100)) == [0.0, 70.0, 60.0, 100.0]
     assert to_original((5, 5, 5, 9), "fraction", (100, 100)) is None  # zero width once clipped
     with pytest.raises(ValueError, match="unknown box convention"):

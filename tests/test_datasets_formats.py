@@ -411,7 +411,7 @@ def test_missing_image_is_named(tmp_path):
 
 
 def test_header_sizes_match_pil(tmp_path):
-    from rsvg_zeroov.datasets.files import image_size
+    from rsvg_zeroov.datasets.files import image_hw
 
     rng = np.random.default_rng(0)
     arr = rng.integers(0, 255, size=(13, 21, 3), dtype=np.uint8)
@@ -422,14 +422,14 @@ def test_header_sizes_match_pil(tmp_path):
     for name, kwargs in cases.items():
         Image.fromarray(arr).save(tmp_path / name, **kwargs)
         with Image.open(tmp_path / name) as im:
-            assert image_size(tmp_path / name) == im.size == (21, 13), name
+            assert image_hw(tmp_path / name) == (im.height, im.width) == (13, 21), name
     Image.fromarray(arr[..., 0]).save(tmp_path / "gray.jpg")
-    assert image_size(tmp_path / "gray.jpg") == (21, 13)
+    assert image_hw(tmp_path / "gray.jpg") == (13, 21)
     (tmp_path / "junk.png").write_bytes(b"not an image")
     with pytest.raises(DatasetError, match=r"junk\.png: unreadable image"):
-        image_size(tmp_path / "junk.png")
+        image_hw(tmp_path / "junk.png")
     with pytest.raises(DatasetError, match=r"nope\.png: image file is missing"):
-        image_size(tmp_path / "nope.png")
+        image_hw(tmp_path / "nope.png")
 
 
 def test_options_and_implausible_sizes_are_refused(tmp_path, rsvg_root):

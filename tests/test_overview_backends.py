@@ -96,7 +96,7 @@ def test_qwen3_grid_placement_agrees_with_rope_position_ids(qwen3):
     pos, _ = qwen3.ov.model.model.get_rope_index(
         inp["input_ids"], mm_token_type_ids=inp["mm_token_type_ids"], image_grid_thw=inp["image_grid_thw"],
         attention_mask=inp["attention_mask"])
-    assert batch.grids == ((3, 3), (2, 3)) and batch.resized == ((96, 96), (96, 64))  # 32-pixel cells
+    assert batch.grids == ((3, 3), (2, 3)) and batch.resized_hw == ((96, 96), (64, 96))  # 32-pixel cells
     assert batch.chat_texts[0].startswith("<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>Locate")
     for b, ((start, end), (gh, gw)) in enumerate(zip(batch.spans, batch.grids)):
         h, w = pos[1, b, start:end] - pos[1, b, start], pos[2, b, start:end] - pos[2, b, start]
@@ -112,7 +112,7 @@ def test_llava_grid_placement_follows_the_processor_patch_layout(llava):
     image[:, :8] = 255  # a left stripe: a centre crop would cut it away
     batch = ov.prepare([(image, "a stripe")])
     pixels, (start, end), (gh, gw) = batch.inputs["pixel_values"], batch.spans[0], batch.grids[0]
-    assert (gh, gw) == (8, 8) and batch.resized == ((112, 112),) and end - start == 64
+    assert (gh, gw) == (8, 8) and batch.resized_hw == ((112, 112),) and end - start == 64
     assert batch.chat_texts[0].startswith("USER: <image>\nLocate it") and batch.chat_texts[0].endswith(" ASSISTANT:")
     assert pixels[0, :, :, :4].mean() > pixels[0, :, :, 20:].mean() + 1.0
     tower = model.model.vision_tower
@@ -192,11 +192,11 @@ def test_hand_written_answers_and_conventions_by_key():
     assert convention_of({"model_key": "qwen3-vl-8b"}) == "grid-1000"
     assert convention_of({"model_key": "llava-1.5-7b"}) == "fraction"
     assert convention_of({"model_key": "qwen2.5-vl-7b"}) == "resized-pixels"
-    assert answer_extra("[100, 250, 500, 1000]", "grid-1000", (800, 400), (800, 384))["answer_box"] == [
+    assert answer_extra("[100, 250, 500, 1000]", "grid-1000", (400, 800), (384, 800))["answer_box"] == [
         80.0, 100.0, 400.0, 400.0]
-    assert answer_extra("(0.1, 0.2, 0.5, 0.6)", "fraction", (200, 100), (336, 336))["answer_box"] == pytest.approx(
+    assert answer_extra("(0.1, 0.2, 0.5, 0.6)", "fraction", (100, 200), (336, 336))["answer_box"] == pytest.approx(
         [20.0, 20.0, 100.0, 60.0])
-    assert answer_extra("no box", "fraction", (200, 100), (336, 336)) == {"box_convention": "fraction",
+    assert answer_extra("no box", "fraction", (100, 200), (336, 336)) == {"box_convention": "fraction",
                                                                           "answer_box": None}
     assert answer_extra("[1, 2, 3, 4]", "resized-pixels", (200, 100), (196, 112)) == {}  # Qwen2.5-VL layout kept
 

@@ -178,7 +178,7 @@ def test_prompt_is_the_released_text_and_max_pixels_controls_the_grid(overview):
     batch = overview.prepare([SQUARE])
     assert batch.chat_texts[0].startswith("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n")
     assert batch.chat_texts[0].endswith("<|im_end|>\n<|im_start|>assistant\n")
-    assert batch.grids == ((3, 3),) and batch.resized == ((84, 84),)
+    assert batch.grids == ((3, 3),) and batch.resized_hw == ((84, 84),)
     small = prepare_batch(overview.processor, [SQUARE], OverviewConfig(max_pixels=4 * 28 * 28))
-    assert small.resized == ((56, 56),) and small.grids == ((2, 2),)
+    assert small.resized_hw == ((56, 56),) and small.grids == ((2, 2),)
     assert small.spans[0][1] - small.spans[0][0] == 4

@@ -64,7 +64,7 @@ def test_a_path_an_array_and_a_pil_image_give_the_same_inputs(overview, tmp_path
     batches = [overview.prepare([(image, EXPRESSION)]) for image in (path, str(path), NONSQUARE[0], Image.open(path))]
     for b in batches[1:]:
         assert torch.equal(b.inputs["pixel_values"], batches[0].inputs["pixel_values"])
-        assert b.image_sizes == batches[0].image_sizes == ((84, 56),)
+        assert b.image_hw == batches[0].image_hw == ((56, 84),)
 
 
 def test_missing_image_is_an_image_error(overview, tmp_path):

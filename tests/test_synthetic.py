@@ -30,7 +30,7 @@ def test_same_seed_same_bytes_and_loads_back(tmp_path, fmt):
     dataset, opts = DATASET_OF_FORMAT[fmt]
     samples = load_samples(dataset, a.root, "test", **opts)
     assert [s.sample_id for s in samples] == [t["sample_id"] for t in a.truth]
-    assert len(samples) == 3 and all((s.width, s.height) == image_shape(48) for s in samples)
+    assert len(samples) == 3 and all((s.height, s.width) == image_shape(48) for s in samples)
 
 
 def test_scene_invariants():

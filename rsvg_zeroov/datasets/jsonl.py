@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .base import DatasetError, MaskSource, Sample
-from .files import (check_unique, expect, image_size, read_text, reject_options, require_file, sample_id,
+from .files import (check_unique, expect, image_hw, read_text, reject_options, require_file, sample_id,
                     split_files_present, text, xyxy_box)
 
 
@@ -60,7 +60,7 @@ def _sample(rec: Any, path: Path, where: str, base: Path, sizes: dict) -> Sample
     sid = sample_id(rec.get("id"), path, f"{where} id")
     image = base / text(rec.get("image"), path, f"{where} image")
     expression = text(rec.get("expression"), path, f"{where} expression")
-    w, h = image_size(image, sizes)
+    h, w = image_hw(image, sizes)
     box = None if rec.get("box") is None else xyxy_box(rec["box"], path, f"{where} box")
     mask = None
     if rec.get("mask") is not None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 from .base import DatasetError, MaskSource, Sample
-from .files import (check_unique, image_size, read_text, reject_options, require_file,
+from .files import (check_unique, image_hw, read_text, reject_options, require_file,
                     split_files_present)
 
 PREFIX, SUFFIX = "output_phrase_", ".txt"
@@ -62,7 +62,7 @@ def _load(root: Path, split: str, locate: Callable[[str], tuple[Path, Path]]) ->
         if Path(name).is_absolute() or ".." in Path(name).parts:
             raise DatasetError(f"{path}: line {lineno + 1}: image name {name!r} leaves the data set folder")
         image, mask = locate(name)
-        w, h = image_size(image, sizes)
+        h, w = image_hw(image, sizes)
         require_file(mask, "ground-truth mask file")
         samples.append(Sample(f"{lineno:06d}", image, expression, w, h, box=None,
                               mask=MaskSource("image", mask), raw_expression=expression,

@@ -31,7 +31,7 @@ import numpy as np
 
 from .base import Box, DatasetError, MaskSource, Sample
 from .coco_seg import coco_parts
-from .files import (check_unique, expect, image_shape, image_size, number, read_json, require_file, text,
+from .files import (annotated_hw, check_unique, expect, image_hw, number, read_json, require_file, text,
                     xyxy_box)
 from .safe_pickle import load_restricted
 
@@ -160,7 +160,7 @@ def _ref_samples(ref: dict, refs_path: Path, inst_path: Path, image_dir: Path,
     image_id = ref.get("image_id", ann.get("image_id"))
     img = images.get(_hashable(image_id))
     expect(img is not None, inst_path, f"{where}: image {image_id!r} is not in 'images'")
-    w, h = image_shape(img.get("width"), img.get("height"), inst_path, f"image {image_id!r}")
+    h, w = annotated_hw(img.get("width"), img.get("height"), inst_path, f"image {image_id!r}")
     file_name = text(img.get("file_name"), inst_path, f"image {image_id!r} file_name")
     image_path = require_file(image_dir / file_name, "image file")
     bbox = ann.get("bbox")
@@ -268,7 +268,7 @@ def _load_zeroov_json(root: Path, split: str) -> list[Sample]:
         expect(isinstance(refs, list) and refs, path, f"{where}: refs must be a non-empty list of strings")
         expression = text(refs[0], path, f"{where} refs[0]")
         image = root / "images" / f"{sid}.jpg"
-        w, h = image_size(image)
+        h, w = image_hw(image)
         mask_path = require_file(root / "targetmask" / f"{sid}.png", "ground-truth mask file")
         box = xyxy_box(e.get("bbox"), path, f"{where} bbox")
         samples.append(Sample(sid, image, expression, w, h, box=box, mask=MaskSource("image", mask_path),

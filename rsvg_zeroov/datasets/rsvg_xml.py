@@ -19,7 +19,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from .base import DatasetError, Sample
-from .files import (check_unique, expect, image_size, number, read_text, reject_options,
+from .files import (check_unique, expect, image_hw, number, read_text, reject_options,
                     split_files_present, text, xyxy_box)
 
 BOX_TAGS = ("xmin", "ymin", "xmax", "ymax")
@@ -121,7 +121,7 @@ def _sample(idx: int, path: Path, xml_root: ET.Element, k: int, obj: ET.Element,
     box = xyxy_box(coords, path, f"{where} <bndbox>")
     raw = text(_child_text(obj, "description", path, where), path, f"{where} <description>")
     category = _child_text(obj, "name", path, where)
-    w, h = image_size(image_dir / file_name, sizes)
+    h, w = image_hw(image_dir / file_name, sizes)
     return Sample(str(idx), image_dir / file_name, raw.lower(), w, h, box=box, mask=None,
                   category=category, raw_expression=raw,
                   extra=(("xml", path.name), ("object_in_file", k)))

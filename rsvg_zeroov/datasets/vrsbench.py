@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .base import Box, DatasetError, Sample
-from .files import (check_unique, expect, image_size, read_json, reject_options, sample_id, text,
+from .files import (check_unique, expect, image_hw, read_json, reject_options, sample_id, text,
                     xyxy_box)
 
 EVAL_FILE = "VRSBench_EVAL_referring.json"
@@ -70,7 +70,7 @@ def _sample(rec: Any, i: int, image_dir: Path, path: Path, sizes: dict) -> Sampl
     question = text(rec.get("question"), path, f"{where} question")
     grid = parse_grid_box(rec.get("ground_truth"), path, where)
     image = image_dir / name
-    w, h = image_size(image, sizes)
+    h, w = image_hw(image, sizes)
     box = xyxy_box(grid_to_pixels(grid, w, h), path, f"{where} ground_truth")
     category, unique = rec.get("obj_cls"), rec.get("is_unique")
     return Sample(sid, image, question, w, h, box=box, mask=None,

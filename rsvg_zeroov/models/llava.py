@@ -54,7 +54,7 @@ class Llava(TransformersVLM):
             chat_texts.append(processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
             images.append(pil)
             prompts.append(text)
-            sizes.append(pil.size)
+            sizes.append((pil.height, pil.width))
         crop = {"do_pad": False} if getattr(processor.image_processor, "do_pad", False) else {}
         inputs = processor(text=chat_texts, images=images, padding=True, padding_side="left", return_tensors="pt",
                            do_center_crop=False, size={"height": side_h, "width": side_w}, **crop)
@@ -62,8 +62,8 @@ class Llava(TransformersVLM):
         grid = (side_h // patch, side_w // patch)
         spans = tuple(image_span(row, processor.image_token_id, grid) for row in inputs["input_ids"])
         return PreparedBatch(inputs=inputs, prompts=tuple(prompts), chat_texts=tuple(chat_texts), spans=spans,
-                             grids=(grid,) * len(items), image_sizes=tuple(sizes),
-                             resized=((side_w, side_h),) * len(items))
+                             grids=(grid,) * len(items), image_hw=tuple(sizes),
+                             resized_hw=((side_h, side_w),) * len(items))
 
 
 def input_side(image_processor) -> tuple[int, int]:

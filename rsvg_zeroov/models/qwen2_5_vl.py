@@ -71,7 +71,7 @@ def _processor_size(config) -> dict:
 
 
 def vlm_image(image) -> tuple[Any, tuple[int, int]]:
-    """What ``qwen_vl_utils`` gets for one image, and the original (W, H).
+    """What ``qwen_vl_utils`` gets for one image, and the original (H, W).
 
     A path (str / PathLike) is passed on as the path, as the released script does: ``fetch_image``
     opens it with PIL, composites RGBA onto white and converts every other mode with
@@ -88,14 +88,14 @@ def vlm_image(image) -> tuple[Any, tuple[int, int]]:
 
         h, w = image_hw(image)  # ImageError for a missing / unreadable file, before the model runs
         if needs_raster_reader(image):  # 16-bit, float, > 4 bands, GeoTIFF: read as every stage reads it
-            return read_for_vlm(image), (w, h)
-        return str(image), (w, h)
+            return read_for_vlm(image), (h, w)
+        return str(image), (h, w)
     if isinstance(image, Image.Image):
-        return image, image.size
+        return image, (image.height, image.width)
     if not (isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8):
         raise ValueError(f"overview input image must be a path, a PIL image or uint8 RGB (H, W, 3), got "
                          f"{getattr(image, 'dtype', type(image))} {getattr(image, 'shape', '')}")
-    return Image.fromarray(image), (int(image.shape[1]), int(image.shape[0]))
+    return Image.fromarray(image), (int(image.shape[0]), int(image.shape[1]))
 
 
 def prepare_batch(processor, items: Sequence[tuple[Any, str]], config, patch_size: int = CELL // 2,
@@ -122,7 +122,7 @@ def prepare_batch(processor, items: Sequence[tuple[Any, str]], config, patch_siz
     grids = tuple((int(h) // merge, int(w) // merge) for _, h, w in inputs["image_grid_thw"].tolist())
     spans = tuple(image_span(row, processor, grid) for row, grid in zip(inputs["input_ids"], grids))
     return PreparedBatch(inputs=inputs, prompts=tuple(prompts), chat_texts=tuple(chat_texts), spans=spans,
-                         grids=grids, image_sizes=tuple(sizes), resized=tuple(tuple(im.size) for im in images))
+                         grids=grids, image_hw=tuple(sizes), resized_hw=tuple((im.height, im.width) for im in images))
 
 
 def image_span(input_ids, processor, grid: tuple[int, int]) -> tuple[int, int]:

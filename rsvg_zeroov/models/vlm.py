@@ -47,8 +47,8 @@ class PreparedBatch:
     inputs: the processor's tensors (input_ids / attention_mask (B, L) left padded, pixel values, ...).
     prompts: the user text of each row; chat_texts: the chat-templated text.
     spans: [start, end) column range of each row's image tokens in ``input_ids`` (end - start = gh*gw).
-    grids: (gh, gw) merged-token grid of each row. image_sizes: (W, H) original pixels.
-    resized: (W', H') pixels fed to the vision tower (multiples of the adapter's ``cell``).
+    grids: (gh, gw) merged-token grid of each row. image_hw: (H, W) of each original image.
+    resized_hw: (H', W') pixels fed to the vision tower (multiples of the adapter's ``cell``).
     """
 
     inputs: Any
@@ -56,8 +56,8 @@ class PreparedBatch:
     chat_texts: tuple[str, ...]
     spans: tuple[tuple[int, int], ...]
     grids: tuple[tuple[int, int], ...]
-    image_sizes: tuple[tuple[int, int], ...]
-    resized: tuple[tuple[int, int], ...]
+    image_hw: tuple[tuple[int, int], ...]
+    resized_hw: tuple[tuple[int, int], ...]
 
     @property
     def prompt_len(self) -> int:

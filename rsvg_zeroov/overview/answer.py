@@ -33,20 +33,20 @@ def parse_box(answer: str) -> tuple[float, float, float, float] | None:
     return None if m is None else tuple(float(v) for v in m.groups())
 
 
-def to_original(box: Sequence[float], convention: str, image_wh: Sequence[int],
-                resized_wh: Sequence[int] | None = None) -> list[float] | None:
+def to_original(box: Sequence[float], convention: str, image_hw: Sequence[int],
+                resized_hw: Sequence[int] | None = None) -> list[float] | None:
     """``box`` in ``convention`` -> ``[x1, y1, x2, y2]`` in original pixels, or None when the box is
     degenerate once clipped to the image (zero width or height).
 
-    image_wh: (W, H) of the original image; resized_wh: (W', H') the vision tower saw (needed
+    image_hw: (H, W) of the original image; resized_hw: (H', W') the vision tower saw (needed
     for ``"resized-pixels"``)."""
     if convention not in CONVENTIONS:
         raise ValueError(f"unknown box convention {convention!r}; choose from {', '.join(CONVENTIONS)}")
-    w, h = (float(v) for v in image_wh)
+    h, w = (float(v) for v in image_hw)
     if convention == "resized-pixels":
-        if resized_wh is None:
-            raise ValueError("the resized-pixels convention needs the resized image size (W', H')")
-        sx, sy = w / float(resized_wh[0]), h / float(resized_wh[1])
+        if resized_hw is None:
+            raise ValueError("the resized-pixels convention needs the resized image size (H', W')")
+        sx, sy = w / float(resized_hw[1]), h / float(resized_hw[0])
     elif convention == "grid-1000":
         sx, sy = w / 1000.0, h / 1000.0
     else:
@@ -86,4 +86,5 @@ def box_from_sidecar(meta: dict) -> list[float] | None:
     box = parse_box(meta.get("answer", ""))
     if box is None:
         return None
-    return to_original(box, convention_of(meta), meta["image_size"], meta.get("resized_size"))
+    resized = meta.get("resized_size")  # the sidecar's sizes are [W, H]
+    return to_original(box, convention_of(meta), meta["image_size"][::-1], None if resized is None else resized[::-1])

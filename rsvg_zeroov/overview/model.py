@@ -27,8 +27,9 @@ class OverviewResult:
     per_layer: float32 (n_layers, gh, gw) raw a_l (mean attention probability, not renormalised),
         in config.layers order. Cell (i, j) covers image pixels of the resized image
         ``[28 i, 28 (i+1)) x [28 j, 28 (j+1))`` (rows = y).
-    grid: (gh, gw) merged-token grid. image_size: (W, H) original pixels. resized_size: (W', H')
-        pixels seen by the vision tower (multiples of 28).
+    grid: (gh, gw) merged-token grid. image_hw: (H, W) of the original image. resized_hw: (H', W')
+        pixels seen by the vision tower (multiples of 28). (The sidecar writes both as the
+        ``image_size`` / ``resized_size`` lists [W, H]; the properties of those names give that order.)
     answer: decoded generated text (special tokens removed, surrounding whitespace stripped as the
         released script does). token_ids: generated ids up to and
         including the first EOS. prompt: user text; chat_prompt: chat-templated text.
@@ -44,11 +45,21 @@ class OverviewResult:
     prompt: str
     chat_prompt: str
     grid: tuple[int, int]
-    image_size: tuple[int, int]
-    resized_size: tuple[int, int]
+    image_hw: tuple[int, int]
+    resized_hw: tuple[int, int]
     token_ids: tuple[int, ...]
     layers: tuple[int, ...] = ()
     extra: dict = field(default_factory=dict)
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """(W, H) of the original image: the sidecar's ``image_size`` order."""
+        return self.image_hw[1], self.image_hw[0]
+
+    @property
+    def resized_size(self) -> tuple[int, int]:
+        """(W', H') seen by the vision tower: the sidecar's ``resized_size`` order."""
+        return self.resized_hw[1], self.resized_hw[0]
 
     def dump(self) -> np.ndarray:
         """float32 (1 + n_layers, gh, gw): [0] = A_C, [1:] = a_l (the RUN/overview/<id>.npy layout)."""
@@ -195,9 +206,9 @@ class Overview:
             results.append(OverviewResult(
                 fused=fuse_maps(per_layer, self.config.weights).astype(np.float32), per_layer=per_layer,
                 answer=answer, prompt=batch.prompts[b], chat_prompt=batch.chat_texts[b], grid=(gh, gw),
-                image_size=batch.image_sizes[b], resized_size=batch.resized[b], token_ids=tuple(tokens),
-                layers=self.config.layers, extra=answer_extra(answer, convention, batch.image_sizes[b],
-                                                              batch.resized[b])))
+                image_hw=batch.image_hw[b], resized_hw=batch.resized_hw[b], token_ids=tuple(tokens),
+                layers=self.config.layers, extra=answer_extra(answer, convention, batch.image_hw[b],
+                                                              batch.resized_hw[b])))
         return results
 
     def resolved(self) -> dict:
@@ -222,12 +233,12 @@ class Overview:
         return {"config": jsonable(self.requested), "resolved": self.resolved()}
 
 
-def answer_extra(answer: str, convention: str, image_size, resized) -> dict:
+def answer_extra(answer: str, convention: str, image_hw, resized_hw) -> dict:
     """The sidecar keys a family other than Qwen2.5-VL adds: its ``box_convention`` and the answer as
-    an original-pixel ``answer_box`` (None when unparseable). Empty for Qwen2.5-VL (:data:`DEFAULT_CONVENTION`),
+    an original-pixel ``answer_box`` (None when unparseable); sizes (H, W). Empty for Qwen2.5-VL (:data:`DEFAULT_CONVENTION`),
     whose sidecar layout is unchanged."""
     if convention == DEFAULT_CONVENTION:
         return {}
     box = parse_box(answer)
     return {"box_convention": convention,
-            "answer_box": None if box is None else to_original(box, convention, image_size, resized)}
+            "answer_box": None if box is None else to_original(box, convention, image_hw, resized_hw)}

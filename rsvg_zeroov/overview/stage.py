@@ -60,7 +60,7 @@ class OverviewStage:
     def is_done(self, sample) -> bool:
         layers = self.layers()
         return layers is not None and dumps.is_done(self.run, sample.sample_id, layers, self.config.weights,
-                                                    (sample.width, sample.height), self.config)
+                                                    (sample.height, sample.width), self.config)
 
     def process(self, batch: Sequence) -> None:
         results = self.overview([(s.image_path, s.expression) for s in batch])  # the path, as released

@@ -22,9 +22,9 @@ DUMP_LAYOUT = "float32 (1 + n_layers, gh, gw): [0] fused A_C, [1:] raw per-layer
 
 
 def is_done(run: RunDir, sid: str, layers: Sequence[int], weights: Sequence[float],
-            image_size: tuple[int, int] | None = None, config=None) -> bool:
+            image_hw: tuple[int, int] | None = None, config=None) -> bool:
     """True when the sample's dump and sidecar load, validate, and were made with these layers and
-    weights (and, if given, this original image size (W, H) and every other setting of ``config``
+    weights (and, if given, this original image size (H, W) and every other setting of ``config``
     that decides the maps: :func:`settings_match`)."""
     try:
         _, meta = run.load_overview(sid)
@@ -36,7 +36,7 @@ def is_done(run: RunDir, sid: str, layers: Sequence[int], weights: Sequence[floa
         return False
     if config is not None and not settings_match(meta, config):
         return False
-    return image_size is None or [int(v) for v in meta.get("image_size", ())] == list(image_size)
+    return image_hw is None or [int(v) for v in meta.get("image_size", ())] == [image_hw[1], image_hw[0]]  # [W, H]
 
 
 def settings_match(meta: dict, config) -> bool:

@@ -27,8 +27,8 @@ DATASET_OF_FORMAT = {
 
 
 def image_shape(size: int) -> tuple[int, int]:
-    """(width, height) of the synthetic images for ``size``."""
-    return size, 3 * size // 4
+    """(height, width) of the synthetic images for ``size`` (``size`` wide, 3/4 of it high)."""
+    return 3 * size // 4, size
 
 
 def build_dataset(fmt: str, out, n: int, seed: int = 0, size: int = 256, split: str = "test") -> SyntheticDataset:
@@ -37,7 +37,7 @@ def build_dataset(fmt: str, out, n: int, seed: int = 0, size: int = 256, split: 
         raise ValueError(f"unknown synthetic format {fmt!r}; choose from {', '.join(WRITERS)}")
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
-    width, height = image_shape(size)
+    height, width = image_shape(size)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     return WRITERS[fmt](out, n, seed, width, height, split)
