@@ -50,11 +50,11 @@ def encode_mask_png(mask: np.ndarray) -> bytes:
             + chunk(b"IDAT", stream) + chunk(b"IEND", b""))
 
 
-def png_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from a PNG's first 24 bytes, or None if they are not a PNG header."""
+def png_hw(data: bytes) -> tuple[int, int] | None:
+    """(height, width) from a PNG's first 24 bytes, or None if they are not a PNG header."""
     if len(data) < 24 or data[:8] != PNG_SIGNATURE or data[12:16] != b"IHDR":
         return None
-    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    return int.from_bytes(data[20:24], "big"), int.from_bytes(data[16:20], "big")
 
 
 def _adler32_zeros(adler: int, n: int) -> int:

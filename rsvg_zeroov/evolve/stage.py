@@ -125,7 +125,7 @@ class EvolveStage:
 
     def is_done(self, sample) -> bool:
         """A record of this config, its mask PNG intact and of the image's size, maps if asked."""
-        if self.records.valid(sample.sample_id, self.fingerprint, (sample.width, sample.height)) is None:
+        if self.records.valid(sample.sample_id, self.fingerprint, (sample.height, sample.width)) is None:
             return False
         if self.config.save_maps and not self.run.maps_npz(sample.sample_id).is_file():
             return False

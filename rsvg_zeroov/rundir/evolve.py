@@ -27,7 +27,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from ..maskpng import png_size
+from ..maskpng import png_hw
 from . import RunDir, atomic_write_bytes, save_mask_png, sync_filesystem
 
 PREDICTION_KEYS = ("sample_id", "box", "mask", "sam_score")
@@ -112,8 +112,8 @@ class Records:
 
     def valid(self, sid: str, fingerprint: str, size: tuple[int, int] | None = None) -> dict | None:
         """A record of ``sid`` under ``fingerprint`` whose mask file is byte-for-byte the one it was
-        written with (the last one read, if several), or None; with ``size`` = (width, height),
-        also None unless the mask PNG has that size."""
+        written with (the last one read, if several), or None; with ``size`` = (H, W), also None
+        unless the mask PNG has that size."""
         mask_rel = self.run.mask_rel(sid)
         candidates = [r for r in self._by_id.get(sid, ()) if r["config"] == fingerprint and r["mask"] == mask_rel]
         if not candidates:
@@ -122,7 +122,7 @@ class Records:
             png = self.run.mask_png(sid).read_bytes()
         except OSError:
             return None
-        if size is not None and png_size(png) != tuple(size):
+        if size is not None and png_hw(png) != tuple(size):
             return None
         n_bytes, crc = len(png), zlib.crc32(png)
         for rec in reversed(candidates):
