@@ -36,7 +36,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help='score a K/tau/alpha grid without refinement, e.g. "k=5,7,9 tau=0.2,0.3 alpha=0.3,0.4"')
     o.add_argument("--protocol", default="zeroov", help="evaluation protocol of --sweep (default zeroov)")
     o.add_argument("--workers", type=int, default=None,
-                   help="threads for loading/evolving/writing (default: one per usable CPU, at most 8)")
+                   help="workers for loading/evolving/writing (default: one per usable CPU, at most 8); without "
+                        "a refiner they are processes where the platform can fork, else threads")
+    o.add_argument("--threads", action="store_true",
+                   help="workers are threads even without a refiner (same outputs; processes are faster)")
     o.add_argument("--batch-size", type=int, default=32, help="samples per batch (default 32)")
     return p.parse_args(argv)
 
@@ -76,7 +79,7 @@ def run(argv=None) -> int:
 
     device = runner.pick_device(args.device) if config.refiner is not None else None
     report = run_evolve(out, samples, runner.shard(samples, rank, world), config, rank=rank, device=device,
-                        workers=args.workers, batch_size=args.batch_size,
+                        workers=args.workers, batch_size=args.batch_size, processes=False if args.threads else None,
                         run_info=runner.run_info(args, rank, world, device, n_samples=len(samples)))
     return runner.exit_code(report)
 

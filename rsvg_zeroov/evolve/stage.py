@@ -3,10 +3,11 @@
 split. :class:`EvolveStage` is a :class:`rsvg_zeroov.runner.Stage`.
 
 Samples are visited grouped by image, so a refiner embeds each distinct image once. Without a
-refiner every sample is loaded, evolved and written by a small thread pool (NumPy, torch, zlib and
-file I/O release the GIL; each thread reuses its own read buffers); with one, loading/evolving and
-writing stay parallel and the refiner calls run in order. Each batch's records are appended to the
-rank's record file once its masks are in place (see :mod:`rsvg_zeroov.rundir.evolve`).
+refiner every sample is loaded, evolved and written by a pool of worker processes (forked from
+this one, where the platform can fork; see :mod:`.workers`), else by threads; with a refiner,
+loading/evolving and writing run in threads (the refiner's model stays in this process) and the
+refiner calls run in order. Each batch's records are appended to the rank's record file by this
+process once its masks are in place (see :mod:`rsvg_zeroov.rundir.evolve`).
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from .config import EvolveConfig
 from .evolve import EvolveResult, evolve
 from .interaction import ThreadReaders, load_inputs, single_threaded_kernels
 from .refine import build_refiner, image_reader, refine_result
+from .workers import WorkerProcesses, use_processes
 
 log = logging.getLogger(__name__)
 STAGE = "evolve"
@@ -57,6 +59,13 @@ class PhaseTimer:
                 self.seconds[name] += wall
                 self.cpu_seconds[name] += cpu
 
+    def add(self, seconds: dict, cpu_seconds: dict) -> None:
+        """Add another timer's sums (a worker process's)."""
+        with self._lock:
+            for name in PHASES:
+                self.seconds[name] += seconds.get(name, 0.0)
+                self.cpu_seconds[name] += cpu_seconds.get(name, 0.0)
+
     def summary(self) -> str:
         return ", ".join(f"{k} {v:.2f}s wall / {self.cpu_seconds[k]:.2f}s CPU"
                          for k, v in self.seconds.items() if v)
@@ -74,12 +83,14 @@ class EvolveStage:
 
     refiner: a built :class:`~rsvg_zeroov.models.refiners.Refiner`, or None to build the one of
     ``config.refiner`` in :meth:`setup` (only if some sample is not done) on ``device``.
+    processes: without a refiner, whether ``workers`` (> 1) worker processes do the work instead of
+    threads; None (default) = where the platform can fork. Outputs are the same either way.
     """
 
     name = STAGE
 
     def __init__(self, run: RunDir, config: EvolveConfig, refiner=None, workers: int | None = None,
-                 rank: int = 0, *, device: str | None = None, batch_size: int = 32):
+                 rank: int = 0, *, device: str | None = None, batch_size: int = 32, processes: bool | None = None):
         self.run, self.config, self.rank, self.device = run, config, rank, device
         self.refiner = refiner if config.refiner is not None else None
         self.batch_size = batch_size
@@ -87,9 +98,11 @@ class EvolveStage:
         if run.reads_elsewhere:  # records made from other dumps (another --from) are not this run's
             key = f"{self.fingerprint} {run.source.resolve()}".encode()
             self.fingerprint = hashlib.sha1(key).hexdigest()[:12]
-        # one thread per core (runner.default_workers): on 2 cores, 2 threads gave ~1.4x the
-        # throughput of 8, whose contention for the GIL and caches cost more than it overlapped
+        # one worker per core (runner.default_workers). Threads: on 2 cores, 2 gave ~1.4x the
+        # throughput of 8 (GIL and cache contention); processes (BENCHMARKS.md) scale past that.
         self.workers = max(1, workers if workers is not None else default_workers())
+        self.processes = use_processes(processes, self.workers, config.refiner)
+        self._processes = None  # the WorkerProcesses, started by the first batch
         self.timer = PhaseTimer()
         self.records = Records(run, rank)
         self._written: set[str] = set()
@@ -100,10 +113,14 @@ class EvolveStage:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+        if self._processes is not None:
+            self._processes.close()
+            self._processes = None
 
     # ------------------------------------------------------------------------------ Stage protocol
     def settings(self) -> dict:
-        resolved = {"fingerprint": self.fingerprint, "workers": self.workers, "batch_size": self.batch_size}
+        resolved = {"fingerprint": self.fingerprint, "workers": self.workers, "batch_size": self.batch_size,
+                    "worker_kind": "processes" if self.processes else "threads"}
         if self.refiner is not None:
             resolved["refiner"] = self.refiner.resolved()
         return {"config": self.config, "resolved": resolved}
@@ -178,10 +195,14 @@ class EvolveStage:
     def process(self, batch: Sequence) -> None:
         """Compute and write a batch, append the records of the samples that succeeded, then raise
         the first per-sample error (the runner retries the failed samples alone; finished ones are
-        not redone). The worker threads run torch kernels single-threaded (they are the
-        parallelism); a refiner on the CPU gets torch's thread pool for its own calls."""
+        not redone). The workers (processes or threads) run torch kernels single-threaded (they
+        are the parallelism); a refiner on the CPU gets torch's thread pool for its own calls."""
         batch = [s for s in batch if s.sample_id not in self._written]
-        if self.refiner is None:
+        if self.refiner is None and self.processes:
+            if self._processes is None:
+                self._processes = WorkerProcesses(self, self.workers)
+            outcomes = self._processes.whole(batch)
+        elif self.refiner is None:
             with single_threaded_kernels():
                 outcomes = self._parallel(self._whole, batch)
         else:
@@ -261,21 +282,23 @@ def _default_run_info(run: RunDir) -> dict:
 
 def run_evolve(run: RunDir, all_samples: Sequence, samples: Sequence, config: EvolveConfig, *,
                rank: int = 0, device: str | None = None, workers: int | None = None,
-               batch_size: int = 32, refiner=None, run_info: dict | None = None):
+               batch_size: int = 32, refiner=None, run_info: dict | None = None, processes: bool | None = None):
     """Stage 3 over this shard's ``samples``; ``predictions.jsonl`` is assembled over ``all_samples``.
 
     The refiner of ``config.refiner`` is built once some sample needs it (ModelNotFound before any
     sample is touched if its weights are unavailable). ``run_info``: the run part of
-    ``RUN/evolve_config.json`` (:func:`rsvg_zeroov.runner.run_info`). Returns the ``StageReport``.
+    ``RUN/evolve_config.json`` (:func:`rsvg_zeroov.runner.run_info`); ``processes``: see
+    :class:`EvolveStage`. Returns the ``StageReport``.
     """
-    stage = EvolveStage(run, config, refiner, workers, rank, device=device, batch_size=batch_size)
+    stage = EvolveStage(run, config, refiner, workers, rank, device=device, batch_size=batch_size,
+                        processes=processes)
     try:
         report = stage.run_samples(samples, all_samples=all_samples,
                                    run_info=run_info if run_info is not None else _default_run_info(run))
     finally:
         stage.close()
     if report.done:
-        log.info("[%s] %.1f samples/s; summed over threads: %s", STAGE,
+        log.info("[%s] %.1f samples/s; summed over workers: %s", STAGE,
                  report.done / max(report.seconds, 1e-9), stage.timer.summary())
     if stage.refiner is not None:
         log.info("[%s] the refiner (%s) embedded %d image(s)", STAGE, stage.refiner.key, stage.refiner.n_images)
