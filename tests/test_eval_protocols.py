@@ -191,3 +191,44 @@ def test_importing_evaluation_does_not_import_torch():
 def test_size_mismatch_is_an_error():
     with pytest.raises(ValueError, match="original image size"):
         score_sample(np.zeros((4, 4), bool), np.zeros((5, 5), bool), None, "zeroov")
+
+
+def test_a_window_scores_as_its_whole_mask():
+    """score_window (a mask given as its part inside a window, as the table harness scores its rows)
+    gives score_sample's SampleScore of the whole mask, under every protocol: random parts and
+    offsets, empty parts, parts from real upsampled windows, box-only and empty ground truths."""
+    from rsvg_zeroov.evaluation.scoring import score_window
+    from rsvg_zeroov.evolve.resample import binarise, binarise_local, upsample_window
+
+    rng = np.random.default_rng(7)
+    size = (60, 80)
+    cases = []
+    for _ in range(40):
+        h, w = rng.integers(1, 61), rng.integers(1, 81)
+        y0, x0 = rng.integers(0, 61 - h), rng.integers(0, 81 - w)
+        part = rng.random((h, w)) < rng.choice([0.0, 0.01, 0.3, 1.0])
+        cases.append((part, (int(y0), int(x0))))
+    for _ in range(10):  # windows of A_E maps: a blob on the 32 grid, upsampled, thresholded
+        a_e = np.zeros((32, 32), np.float32)
+        y, x = rng.integers(0, 28, 2)
+        a_e[y:y + 4, x:x + 4] = rng.random((4, 4), dtype=np.float32)
+        window = upsample_window(a_e, size)
+        cases.append(binarise_local(window, size, 0.4))
+        whole = binarise(window, size, 0.4)
+        part, (y0, x0) = cases[-1]
+        embedded = np.zeros(size, bool)
+        embedded[y0:y0 + part.shape[0], x0:x0 + part.shape[1]] = part
+        assert np.array_equal(embedded, whole)
+    gts = [rng.random(size) < 0.2, np.zeros(size, bool), None]
+    for name in PROTOCOLS:
+        for part, (y0, x0) in cases:
+            whole = np.zeros(size, bool)
+            whole[y0:y0 + part.shape[0], x0:x0 + part.shape[1]] = part
+            for gt in gts:
+                gt_box = (3, 4, 50, 40) if gt is None else None
+                expected = score_sample(whole, gt, gt_box, name, image_size=size)
+                area = None if gt is None else int(gt.sum())
+                assert score_window(part, (y0, x0), size, gt, gt_box, name, gt_area=area) == expected, name
+                assert score_window(part, (y0, x0), size, gt, gt_box, name) == expected, name
+    with pytest.raises(ValueError, match="does not fit"):
+        score_window(np.ones((10, 10), bool), (55, 0), size, None, (0, 0, 1, 1), "zeroov")

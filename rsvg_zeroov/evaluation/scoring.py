@@ -51,14 +51,15 @@ def _box_counts(pbox: Box | None, gt_box: Box | None, protocol: Protocol,
     return inter, union, ratio(inter, union, protocol.union_eps)
 
 
-def _mask_counts(pred: np.ndarray | None, gt: np.ndarray | None,
-                 protocol: Protocol) -> tuple[int | None, int | None, float | None]:
+def _mask_counts(pred: np.ndarray | None, gt: np.ndarray | None, protocol: Protocol,
+                 pred_box=None) -> tuple[int | None, int | None, float | None]:
+    """``pred_box``: the tight box of ``pred``, if known (None: count over the whole mask)."""
     if gt is None:
         return None, None, None
     if protocol.mask_size is not None:
         gt = resize_nearest(gt, protocol.mask_size)
-        pred = None if pred is None else resize_nearest(pred, protocol.mask_size)
-    inter, union = mask_inter_union(pred, gt)
+        pred, pred_box = None if pred is None else resize_nearest(pred, protocol.mask_size), None
+    inter, union = mask_inter_union(pred, gt, pred_box)
     return inter, union, ratio(inter, union, protocol.union_eps)
 
 
@@ -87,13 +88,42 @@ def score_sample(pred_mask: np.ndarray | None, gt_mask: np.ndarray | None, gt_bo
     size = _size(image_size, pred_mask, gt_mask)
     if gt_box is None and gt_mask is not None:
         gt_box = tight_box(gt_mask)
-    pbox = tight_box(pred_mask) if pred_mask is not None else pred_box
+    tight = tight_box(pred_mask) if pred_mask is not None else None
+    pbox = tight if pred_mask is not None else pred_box
     empty = pbox is None
     if empty:
         pbox = protocol.empty_pred_box
     b_inter, b_union, b_iou = _box_counts(pbox, gt_box, protocol, size)
-    m_inter, m_union, m_iou = _mask_counts(pred_mask, gt_mask, protocol)
+    m_inter, m_union, m_iou = _mask_counts(pred_mask, gt_mask, protocol, tight)
     return SampleScore(b_inter, b_union, b_iou, m_inter, m_union, m_iou, missing=False, empty=empty)
+
+
+def score_window(part: np.ndarray, offset: tuple[int, int], size: tuple[int, int], gt_mask: np.ndarray | None,
+                 gt_box: Box | None, protocol: Protocol | str, *, gt_area: int | None = None) -> SampleScore:
+    """:func:`score_sample` of the bool ``size`` = (H, W) mask that is ``part`` at ``offset`` =
+    (y0, x0) and False everywhere else (:func:`rsvg_zeroov.evolve.resample.binarise_local`), the
+    same score without building the whole mask. ``gt_area``: ``count_nonzero(gt_mask)``, if known
+    (several predictions scored against one ground truth)."""
+    protocol = get_protocol(protocol)
+    (y0, x0), (h, w), size = offset, part.shape, tuple(size)
+    if y0 < 0 or x0 < 0 or y0 + h > size[0] or x0 + w > size[1]:
+        raise ValueError(f"a {h}x{w} part at {offset} does not fit a {size} mask")
+    if protocol.mask_size is not None or (gt_mask is not None and gt_mask.shape != size):
+        full = np.zeros(size, dtype=bool)  # resized for scoring, or refused: score_sample does both
+        full[y0:y0 + h, x0:x0 + w] = part
+        return score_sample(full, gt_mask, gt_box, protocol, image_size=size)
+    if gt_box is None and gt_mask is not None:
+        gt_box = tight_box(gt_mask)
+    box = tight_box(part)
+    empty = box is None
+    pbox = protocol.empty_pred_box if empty else (box[0] + x0, box[1] + y0, box[2] + x0, box[3] + y0)
+    b_inter, b_union, b_iou = _box_counts(pbox, gt_box, protocol, size)
+    if gt_mask is None:
+        return SampleScore(b_inter, b_union, b_iou, empty=empty)
+    area = int(np.count_nonzero(gt_mask)) if gt_area is None else int(gt_area)
+    inter = int(np.count_nonzero(part & gt_mask[y0:y0 + h, x0:x0 + w]))
+    union = int(np.count_nonzero(part)) + area - inter
+    return SampleScore(b_inter, b_union, b_iou, inter, union, ratio(inter, union, protocol.union_eps), empty=empty)
 
 
 def missing_score(gt_mask: np.ndarray | None, gt_box: Box | None, protocol: Protocol | str, *,

@@ -218,16 +218,16 @@ class Window:
             self._full = Window(self.source, self.size, None)
         return self._full
 
-    def mask(self, alpha: np.float32) -> np.ndarray:
-        """bool (H, W) ``v > alpha`` of an emulated window, for ``alpha >= TINY_ALPHA``."""
+    def local_mask(self, alpha: np.float32) -> np.ndarray:
+        """bool (y1 - y0, x1 - x0): ``v > alpha`` of an emulated window inside its reach (every
+        pixel outside it is 0, not above a non-negative alpha), for ``alpha >= TINY_ALPHA``."""
         below, above = _thresholds(float(alpha))
         ty, r0, b = self.ty, self.r0, self.bands
         first = ty.start[b]
         t0, t1 = self.t[ty.band_i0[b] - r0], self.t[ty.band_i1[b] - r0]  # (bands, x1 - x0)
         low, high = np.minimum(t0, t1), np.maximum(t0, t1)
         sure = low > above  # the band's whole column is above alpha
-        mask = np.zeros(self.size, bool)
-        mask[self.y0:self.y1, self.x0:self.x1] = sure[ty.band[self.y0:self.y1] - b.start]
+        mask = sure[ty.band[self.y0:self.y1] - b.start]  # (y1 - y0, x1 - x0), a new array
         bi, xi = np.nonzero((high > below) & ~sure)
         if not bi.size:
             return mask
@@ -236,14 +236,14 @@ class Window:
         ys = np.arange(int(length.sum())) + np.repeat(first[bi] - (np.cumsum(length) - length), length)
         v = np.repeat(t0[bi, xi], length) * ty.w0[ys]
         v += np.repeat(t1[bi, xi], length) * ty.w1[ys]
-        xs = np.repeat(xi + self.x0, length)
-        flat = mask.reshape(-1)
-        flat[ys * self.size[1] + xs] = v > alpha
+        xs = np.repeat(xi, length)  # window columns
+        flat, width = mask.reshape(-1), self.x1 - self.x0
+        flat[(ys - self.y0) * width + xs] = v > alpha
         near = np.flatnonzero((v > below) & (v <= above))
         if near.size:  # within REL of alpha: torch's exact arithmetic decides
-            ys, xs = ys[near], xs[near]
+            ys, xs = ys[near], xs[near] + self.x0
             exact = exact_at(self.source, ty, self.tx, ys, xs, self.variant == "fused")
-            flat[ys * self.size[1] + xs] = exact > alpha
+            flat[(ys - self.y0) * width + xs - self.x0] = exact > alpha
             self._exact = (ys, xs, exact)
         return mask
 
@@ -290,13 +290,25 @@ def binarise(window: Window | None, size: tuple[int, int], alpha: float) -> np.n
     """bool (H, W) mask ``upsampled > alpha`` from an :func:`upsample_window` result: pixel for pixel
     the 2-D torch resize compared with alpha in float32 (as torch and NumPy compare a float32
     array with a Python float)."""
+    part, (y0, x0) = binarise_local(window, size, alpha)
+    if part.shape == tuple(size):
+        return part
+    mask = np.zeros(size, bool)
+    mask[y0:y0 + part.shape[0], x0:x0 + part.shape[1]] = part
+    return mask
+
+
+def binarise_local(window: Window | None, size: tuple[int, int], alpha: float) -> tuple[np.ndarray, tuple[int, int]]:
+    """:func:`binarise` as ``(part, (y0, x0))``: the mask is ``part`` at rows ``y0 ..``, columns
+    ``x0 ..`` and False everywhere else (for scoring without building the whole (H, W) mask;
+    ``part`` is the whole mask, at (0, 0), where the window does not bound it)."""
     alpha = F32(alpha)
     if window is None:  # every pixel is exactly 0
-        return np.full(size, F32(0) > alpha, dtype=bool)
+        return np.full(size, F32(0) > alpha, dtype=bool), (0, 0)
     if not window.exact:
         if alpha >= TINY_ALPHA:
-            return window.mask(alpha)
+            return window.local_mask(alpha), (window.y0, window.x0)
         if alpha < 0 or np.isnan(alpha):  # a non-negative map: every pixel > alpha, or none
-            return np.full(size, bool(alpha < 0), dtype=bool)
+            return np.full(size, bool(alpha < 0), dtype=bool), (0, 0)
         window = window.exact_window()
-    return window.values > alpha
+    return window.values > alpha, (0, 0)

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..evaluation.scoring import SampleScore, missing_score, score_sample
+from ..evaluation.scoring import SampleScore, missing_score, score_sample, score_window
 from ..evolve.evolve import EvolveResult, evolve_maps
 from ..evolve.interaction import normalise_c, propagate
-from ..evolve.resample import binarise, upsample_window
+from ..evolve.resample import binarise, binarise_local, upsample_window
 from ..npyio import DumpError
 from ..rundir import RunDir
 from .baselines import box_mask, diffpng_mask, vlm_box
@@ -88,6 +88,13 @@ class Variants:
         return EvolveResult(c=self.c(row.config.fidelity), a_cs=self.a_cs(row), seeds=seeds, region=region,
                             a_e=a_e, mask=mask)
 
+    def part(self, row: Row) -> tuple[np.ndarray, tuple[int, int]]:
+        """The row's mask as ``(part, (y0, x0))`` (:func:`~rsvg_zeroov.evolve.resample.binarise_local`),
+        for scoring without refinement: an ``evolve`` row's window only, other rows whole."""
+        if row.kind == "evolve":
+            return binarise_local(self.evolve_maps(row)[3], self.size, row.config.alpha)
+        return self.mask(row)[0], (0, 0)
+
     def mask(self, row: Row) -> tuple[np.ndarray, EvolveResult | None]:
         """(the row's mask before refinement, bool (H, W); the EvolveResult of an ``evolve`` row)."""
         if row.kind == "evolve":
@@ -112,6 +119,7 @@ class SampleOutcome:
     sample: object
     gt_mask: np.ndarray | None
     gt_box: object
+    gt_area: int | None = None
     scores: dict[str, SampleScore] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
     to_refine: list = field(default_factory=list)
@@ -120,6 +128,11 @@ class SampleOutcome:
     def score(self, name: str, mask: np.ndarray | None, protocol) -> None:
         size = (self.sample.height, self.sample.width)
         self.scores[name] = score_sample(mask, self.gt_mask, self.gt_box, protocol, image_size=size)
+
+    def score_part(self, name: str, part: np.ndarray, offset: tuple[int, int], protocol) -> None:
+        """:meth:`score` of the mask that is ``part`` at ``offset`` (:meth:`Variants.part`)."""
+        size = (self.sample.height, self.sample.width)
+        self.scores[name] = score_window(part, offset, size, self.gt_mask, self.gt_box, protocol, gt_area=self.gt_area)
 
     def fail(self, name: str, message: str, protocol) -> None:
         size = (self.sample.height, self.sample.width)
@@ -132,14 +145,18 @@ def compute_sample(run: RunDir, sample, rows: list[Row], protocol, keep_masks: b
     in ``to_refine``. ``keep_masks``: also keep each row's mask (``outcome.masks``, for figures).
     A data set problem (an unreadable ground truth) raises; a row's own problem is recorded."""
     from ..evaluation.evaluator import load_gt_mask
+    from ..evaluation.iou import tight_box
 
     alone = frozenset(r.focus_files()[0] for r in rows if len(r.focus_files()) == 1)
     dumps = SampleDumps(run, sample.sample_id, thread_buffers(), alone)
-    outcome = SampleOutcome(sample, load_gt_mask(sample), sample.box)
+    gt_mask = load_gt_mask(sample)
+    gt_box = sample.box if sample.box is not None or gt_mask is None else tight_box(gt_mask)  # once, not per row
+    outcome = SampleOutcome(sample, gt_mask, gt_box, None if gt_mask is None else int(np.count_nonzero(gt_mask)))
     variants = Variants(dumps, (sample.height, sample.width))
     for row in rows:
+        whole = row.sam or keep_masks  # the (H, W) mask is needed; else the row's window is scored
         try:
-            mask, result = variants.mask(row)
+            mask, result = variants.mask(row) if whole else (variants.part(row), None)
         except RowFailed as exc:
             outcome.fail(row.name, str(exc), protocol)
             continue
@@ -148,10 +165,11 @@ def compute_sample(run: RunDir, sample, rows: list[Row], protocol, keep_masks: b
             continue
         if row.sam:
             outcome.to_refine.append((row, mask, result))
+        elif not whole:
+            outcome.score_part(row.name, *mask, protocol)
         else:
             outcome.score(row.name, mask, protocol)
-            if keep_masks:
-                outcome.masks[row.name] = mask
+            outcome.masks[row.name] = mask
     return outcome
 
 
