@@ -95,8 +95,8 @@ def released_maps(model, batch, gc, layers):
 
 
 def stage3_parser(doc: str):
-    """The argument parser the stage-3 benchmarks share: --n, --size, --dtype, --repeats, --workers
-    and --dir (their synthetic dumps and the stage's threads)."""
+    """The argument parser the stage-3 benchmarks share: --n, --size, --dtype, --repeats, --workers,
+    --threads and --dir (their synthetic dumps and the stage's workers)."""
     import argparse
 
     p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -105,6 +105,8 @@ def stage3_parser(doc: str):
     p.add_argument("--dtype", choices=("float16", "float32"), default="float16")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--threads", action="store_true",
+                   help="stage 3 in worker threads (rs_evolve.py --threads) instead of its default worker processes")
     p.add_argument("--dir", default=None, help="scratch folder (default: a temp folder under outputs/, "
                    "where runs live, removed after; file creation costs differ between file systems)")
     return p

@@ -1,6 +1,6 @@
 """Benchmark of stage 3 without SAM on 800 x 800 images (issue 8: >= 200 samples/s after start-up).
 
-    python bench/bench_evolve.py [--n 600] [--size 800] [--dtype float16] [--repeats 3] [--workers W]
+    python bench/bench_evolve.py [--n 600] [--size 800] [--dtype float16] [--repeats 3] [--workers W] [--threads]
     python bench/bench_evolve.py --codecs [--n 600]   # the hand-written codecs against the libraries
     python bench/bench_evolve.py --compare OLD_TREE [--rounds 3] [--n 1000]   # another checkout, interleaved
 
@@ -125,11 +125,12 @@ def variant(name: str):
         setattr(module, spec[1], real)
 
 
-def one_repeat(run: RunDir, samples: list[Sample], workers: int | None) -> dict:
+def one_repeat(run: RunDir, samples: list[Sample], workers: int | None, threads: bool = False) -> dict:
     for sub in ("masks", "evolve"):
         shutil.rmtree(run.root / sub, ignore_errors=True)
     (run.root / "predictions.jsonl").unlink(missing_ok=True)
-    stage = EvolveStage(run, EvolveConfig(refiner=None), workers=workers, batch_size=32)
+    stage = EvolveStage(run, EvolveConfig(refiner=None), workers=workers, batch_size=32,
+                        processes=False if threads else None)
     os.environ["TQDM_DISABLE"] = "1"
     t0, c0, k0 = time.perf_counter(), time.process_time(), children_cpu()
     report = stage.run_samples(samples)  # run_stage finalizes: predictions.jsonl included
@@ -330,9 +331,9 @@ def main() -> None:
                 for _ in range(args.repeats):  # interleaved, so drifting load hits every variant alike
                     for name in VARIANTS:
                         with variant(name):
-                            by_variant[name].append(one_repeat(run, samples, args.workers))
+                            by_variant[name].append(one_repeat(run, samples, args.workers, args.threads))
             else:
-                results = [one_repeat(run, samples, args.workers) for _ in range(args.repeats)]
+                results = [one_repeat(run, samples, args.workers, args.threads) for _ in range(args.repeats)]
     finally:
         if args.dir is None:
             shutil.rmtree(scratch, ignore_errors=True)

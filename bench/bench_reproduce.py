@@ -1,7 +1,7 @@
 """Benchmark of the table harness without SAM against one stage-3 run (issue 18: every row of the
 ablation table for the RRSIS-D test split, 3,481 800 x 800 samples, in <= 3x one stage-3 run).
 
-    python bench/bench_reproduce.py [--n 600] [--size 800] [--dtype float16] [--repeats 3] [--workers W]
+    python bench/bench_reproduce.py [--n 600] [--size 800] [--dtype float16] [--repeats 3] [--workers W] [--threads]
 
 Writes synthetic stage 1/2 dumps for N samples (29 x 29 VLM maps, row-stochastic 1024 x 1024
 self-attention matrices: ``self_32`` and both 64 -> 32 reductions, as stage 2 writes them) and
@@ -9,7 +9,8 @@ self-attention matrices: ``self_32`` and both 64 -> 32 reductions, as stage 2 wr
 files (page cache warm):
 
 - ``stage 3``: one stage-3 run without refinement (``EvolveStage`` under ``run_stage``: resume
-  check, loading, evolving, mask PNGs, records, ``predictions.jsonl``), the comparison point;
+  check, loading, evolving, mask PNGs, records, ``predictions.jsonl``; in worker processes, its
+  default, or with ``--threads`` in threads), the comparison point;
 - ``evaluate``: ``rsvg_zeroov.evaluation.evaluate`` of that run (what a stage-3 run needs on top
   to give numbers);
 - ``harness``: ``rsvg_zeroov.reproduce`` with ``--table ablation --no-sam --force`` (every row of
@@ -83,11 +84,12 @@ def timed(fn):
     return time.perf_counter() - t0, cpu_seconds() - c0, out
 
 
-def time_stage3(run: RunDir, samples, workers):
+def time_stage3(run: RunDir, samples, workers, threads: bool = False):
     for sub in ("masks", "evolve"):
         shutil.rmtree(run.root / sub, ignore_errors=True)
     (run.root / "predictions.jsonl").unlink(missing_ok=True)
-    stage = EvolveStage(run, EvolveConfig(refiner=None), workers=workers, batch_size=32)
+    stage = EvolveStage(run, EvolveConfig(refiner=None), workers=workers, batch_size=32,
+                        processes=False if threads else None)
     # closed inside the timing: it joins the worker processes, so that their CPU time counts
     wall, cpu, report = timed(lambda: (stage.run_samples(samples), stage.close())[0])
     assert report.done == len(samples), report
@@ -125,7 +127,8 @@ def render(args, results: dict[str, list[tuple[float, float]]], rows: list[str],
         "(a shared machine: other jobs ran on the same cores during the runs)",
         f"- command: `{command}`",
         f"- {args.n} samples, {args.size}x{args.size}, dumps {args.dtype} (page cache warm), {args.repeats} "
-        f"interleaved repeats, workers {args.workers or 'default (one per core)'}",
+        f"interleaved repeats, workers {args.workers or 'default (one per core)'}, stage 3 in worker "
+        f"{'threads (--threads)' if args.threads else 'processes (its default)'}",
         f"- harness rows ({len(rows)}): {', '.join(rows)}", "",
         "| run | " + " | ".join(f"repeat {i + 1} wall / CPU (s)" for i in range(args.repeats))
         + " | median wall s | ms/sample | median CPU s |",
@@ -159,7 +162,7 @@ def main() -> None:
 
         time_harness(run, samples[:8], args.workers)  # warm-up: imports and first calls
         for _ in range(args.repeats):
-            results["stage 3"].append(time_stage3(run, samples, args.workers))
+            results["stage 3"].append(time_stage3(run, samples, args.workers, args.threads))
             results["evaluate"].append(time_evaluate(run, samples, args.workers))
             results["harness"].append(time_harness(run, samples, args.workers))
             print({k: [round(x, 2) for x in v[-1]] for k, v in results.items()}, file=sys.stderr)
