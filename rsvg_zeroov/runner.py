@@ -91,12 +91,17 @@ def run_info(args: argparse.Namespace, rank: int = 0, world: int = 1, device: st
 
 
 def default_workers(cap: int = 8) -> int:
-    """One worker per CPU core this process may use, at most ``cap``."""
+    """One worker per CPU core this process may use, at most ``cap``; under torchrun the cores are
+    shared by the ranks on this node (``LOCAL_WORLD_SIZE``), so each rank takes its share."""
     try:
         n = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         n = os.cpu_count() or 1
-    return max(1, min(n, cap))
+    try:
+        local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    except ValueError:
+        local = 1
+    return max(1, min(n // local, cap))
 
 
 def usage_error(message: str) -> NoReturn:

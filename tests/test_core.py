@@ -4,6 +4,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -284,3 +285,17 @@ def test_per_stage_image_readers_follow_each_released_reading(tmp_path):
     with pytest.raises(ValueError, match="empty"):
         images.check_expression("   ")
     assert dataclasses.is_dataclass(Demo)
+
+
+def test_default_workers_share_the_cores_between_torchrun_ranks(monkeypatch):
+    from rsvg_zeroov.runner import default_workers
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert default_workers() == 8 and default_workers(cap=32) == 16
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    assert default_workers() == 4  # 16 cores, 4 ranks on this node
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "32")
+    assert default_workers() == 1
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "not a number")
+    assert default_workers() == 8
