@@ -2,8 +2,8 @@
 run in a process forked from the stage's, the records come back and are appended by the stage.
 
 Why processes: the per-sample work is many small NumPy and torch calls that hold the GIL, so
-threads hardly overlap (on 2 cores, 2 threads gave 0.9-1.1x one thread's samples/s); forked
-processes do (BENCHMARKS.md, "Stage 3 in worker processes"). Forking is cheap (the stage, its
+threads hardly overlap (on 2 cores, 2 threads gave 0.92x and 0.96x one thread's samples/s); forked
+processes do (1.19x and 1.34x the threads: BENCHMARKS.md, "Stage 3 in worker processes"). Forking is cheap (the stage, its
 config and every cache are inherited, nothing is re-imported) and the workers never touch a GPU.
 Where the platform cannot fork (Windows; macOS is not offered it either: its system libraries are
 not fork-safe), the stage keeps its threads. Outputs do not depend on the choice.
