@@ -61,20 +61,14 @@ def tight_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
     return int(cols[0]), int(rows[0]), int(cols[-1]), int(rows[-1])
 
 
-def mask_inter_union(pred: np.ndarray | None, gt: np.ndarray,
-                     pred_box: tuple[int, int, int, int] | None = None) -> tuple[int, int]:
-    """(intersection, union) pixel counts of two bool (H, W) masks; ``pred`` None = empty prediction.
-    ``pred_box``: ``tight_box(pred)`` when the caller has it: the prediction is counted inside it
-    only (the same counts, fewer pixels visited; None = the whole mask)."""
+def mask_inter_union(pred: np.ndarray | None, gt: np.ndarray) -> tuple[int, int]:
+    """(intersection, union) pixel counts of two bool (H, W) masks; ``pred`` None = empty prediction."""
     gt_area = int(np.count_nonzero(gt))
     if pred is None:
         return 0, gt_area
     if pred.shape != gt.shape:
         raise ValueError(f"predicted mask is {pred.shape[1]}x{pred.shape[0]}, ground truth is "
                          f"{gt.shape[1]}x{gt.shape[0]}; predictions must be at the original image size")
-    if pred_box is not None:
-        x1, y1, x2, y2 = pred_box
-        pred, gt = pred[y1:y2 + 1, x1:x2 + 1], gt[y1:y2 + 1, x1:x2 + 1]
     inter = int(np.count_nonzero(pred & gt))
     return inter, int(np.count_nonzero(pred)) + gt_area - inter
 

@@ -51,15 +51,14 @@ def _box_counts(pbox: Box | None, gt_box: Box | None, protocol: Protocol,
     return inter, union, ratio(inter, union, protocol.union_eps)
 
 
-def _mask_counts(pred: np.ndarray | None, gt: np.ndarray | None, protocol: Protocol,
-                 pred_box=None) -> tuple[int | None, int | None, float | None]:
-    """``pred_box``: the tight box of ``pred``, if known (None: count over the whole mask)."""
+def _mask_counts(pred: np.ndarray | None, gt: np.ndarray | None,
+                 protocol: Protocol) -> tuple[int | None, int | None, float | None]:
     if gt is None:
         return None, None, None
     if protocol.mask_size is not None:
         gt = resize_nearest(gt, protocol.mask_size)
-        pred, pred_box = None if pred is None else resize_nearest(pred, protocol.mask_size), None
-    inter, union = mask_inter_union(pred, gt, pred_box)
+        pred = None if pred is None else resize_nearest(pred, protocol.mask_size)
+    inter, union = mask_inter_union(pred, gt)
     return inter, union, ratio(inter, union, protocol.union_eps)
 
 
@@ -86,15 +85,22 @@ def score_sample(pred_mask: np.ndarray | None, gt_mask: np.ndarray | None, gt_bo
     """
     protocol = get_protocol(protocol)
     size = _size(image_size, pred_mask, gt_mask)
+    if (pred_mask is not None and protocol.mask_size is None and tuple(size) == pred_mask.shape
+            and (gt_mask is None or gt_mask.shape == pred_mask.shape)):
+        # the mask inside its tight box, scored as every mask at full resolution is (score_window)
+        tight = tight_box(pred_mask)
+        if tight is None:
+            return score_window(pred_mask[:0, :0], (0, 0), size, gt_mask, gt_box, protocol)
+        x1, y1, x2, y2 = tight
+        return score_window(pred_mask[y1:y2 + 1, x1:x2 + 1], (y1, x1), size, gt_mask, gt_box, protocol)
     if gt_box is None and gt_mask is not None:
         gt_box = tight_box(gt_mask)
-    tight = tight_box(pred_mask) if pred_mask is not None else None
-    pbox = tight if pred_mask is not None else pred_box
+    pbox = tight_box(pred_mask) if pred_mask is not None else pred_box
     empty = pbox is None
     if empty:
         pbox = protocol.empty_pred_box
     b_inter, b_union, b_iou = _box_counts(pbox, gt_box, protocol, size)
-    m_inter, m_union, m_iou = _mask_counts(pred_mask, gt_mask, protocol, tight)
+    m_inter, m_union, m_iou = _mask_counts(pred_mask, gt_mask, protocol)
     return SampleScore(b_inter, b_union, b_iou, m_inter, m_union, m_iou, missing=False, empty=empty)
 
 
@@ -103,7 +109,9 @@ def score_window(part: np.ndarray, offset: tuple[int, int], size: tuple[int, int
     """:func:`score_sample` of the bool ``size`` = (H, W) mask that is ``part`` at ``offset`` =
     (y0, x0) and False everywhere else (:func:`rsvg_zeroov.evolve.resample.binarise_local`), the
     same score without building the whole mask. ``gt_area``: ``count_nonzero(gt_mask)``, if known
-    (several predictions scored against one ground truth)."""
+    (several predictions scored against one ground truth). :func:`score_sample` itself scores a
+    full-resolution mask through this function (its part inside its tight box), so the evaluator,
+    the sweep and the table harness count masks in one place."""
     protocol = get_protocol(protocol)
     (y0, x0), (h, w), size = offset, part.shape, tuple(size)
     if y0 < 0 or x0 < 0 or y0 + h > size[0] or x0 + w > size[1]:
