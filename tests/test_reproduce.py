@@ -233,8 +233,12 @@ def test_a_row_failing_on_one_sample_records_it_and_goes_on(crafted):
 
 
 def test_refined_rows_with_box_fill_and_the_tiny_sam(crafted, tiny_sam, tmp_path, monkeypatch):
+    from rsvg_zeroov.evolve import refine, stage  # noqa: F401 - stage binds image_reader before the patch
+
     jsonl, run, _ = crafted
-    _run(jsonl, run, tables=("main", "ablation"), refiner="box-fill")
+    with monkeypatch.context() as m:  # box-fill needs the image's size only: no image is decoded
+        m.setattr(refine, "image_reader", lambda fidelity: pytest.fail("box-fill rows decoded an image"))
+        _run(jsonl, run, tables=("main", "ablation"), refiner="box-fill")
     assert _metrics(run, "vlm-box+sam")["rsres"] == _metrics(run, "vlm-box")["rsres"]  # a box filled is itself
     new = RunDir(tmp_path / "stage3_boxfill")
     assert cli(jsonl, new, "--from", str(run.root), "--refiner", "box-fill") == 0

@@ -13,6 +13,7 @@ from .refiners import ImageCache, Prompt
 class BoxFillRefiner(ImageCache):
     key = "box-fill"
     prompt_pieces = ("box",)
+    needs_pixels = False
 
     @classmethod
     def load(cls, entry, ref, device=None) -> "BoxFillRefiner":

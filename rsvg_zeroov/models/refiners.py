@@ -159,6 +159,7 @@ class ImageCache:
 
     key = ""
     cpu_threads = False
+    needs_pixels = True  # False: use_image reads only the image's size (the pixels do not matter)
     prompt_pieces: tuple[str, ...] = ("box", "points", "mask")
 
     def __init__(self) -> None:

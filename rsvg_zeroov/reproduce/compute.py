@@ -200,6 +200,10 @@ class ImageFeeder:
         path, size = Path(sample.image_path), (sample.height, sample.width)
         if self.current == (path, fidelity):
             return
+        if not getattr(self.refiner, "needs_pixels", True):  # box-fill: the size is all it reads
+            self.refiner.use_image(path, size)
+            self.current = (path, fidelity)
+            return
         rgb = image_reader(fidelity)(path)
         if rgb.shape[:2] != size:
             raise ValueError(f"{path}: image is {rgb.shape[1]}x{rgb.shape[0]}, the data set says "
