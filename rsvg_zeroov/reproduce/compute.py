@@ -156,17 +156,20 @@ def compute_sample(run: RunDir, sample, rows: list[Row], protocol, keep_masks: b
     for row in rows:
         whole = row.sam or keep_masks  # the (H, W) mask is needed; else the row's window is scored
         try:
-            mask, result = variants.mask(row) if whole else (variants.part(row), None)
+            if whole:
+                mask, result = variants.mask(row)
+            else:
+                part, offset = variants.part(row)
         except RowFailed as exc:
             outcome.fail(row.name, str(exc), protocol)
             continue
         except Exception as exc:  # noqa: BLE001 - one row's failure must not stop the others
             outcome.fail(row.name, _error(exc), protocol)
             continue
-        if row.sam:
+        if not whole:
+            outcome.score_part(row.name, part, offset, protocol)
+        elif row.sam:
             outcome.to_refine.append((row, mask, result))
-        elif not whole:
-            outcome.score_part(row.name, *mask, protocol)
         else:
             outcome.score(row.name, mask, protocol)
             outcome.masks[row.name] = mask
