@@ -230,6 +230,7 @@ def test_advanced_settings_and_stage_progress(page, files, grounder):
     advanced(page, {"Inversion steps": 4, "K (seed values)": 3})
     page.get_by_label("Refiner", exact=True).fill("box-fill")
     page.get_by_role("option", name="box-fill", exact=True).click()
+    page.wait_for_function("() => document.querySelector('input[aria-label=\"Refiner\"]')?.value === 'box-fill'")
     before = submit(page, files / "scene.png", TEXT)
     page.get_by_text("stage 2/3 focus (diffusion self-attention): DDIM inversion").first.wait_for()
     shown = wait_result(page, before)
