@@ -37,3 +37,21 @@ def test_sidecar_of_an_earlier_version_uses_qwen25_pixels():
     assert box_from_sidecar(meta) == pytest.approx([10 * 256 / 252, 20 * 192 / 196, 50 * 256 / 252, 60 * 192 / 196])
     assert box_from_sidecar({**meta, "answer": "I cannot tell"}) is None
     assert box_from_sidecar({**meta, "box_convention": "fraction", "answer": "[0, 0, 0.5, 0.5]"}) == [0, 0, 128, 96]
+
+
+def test_geochat_answers_are_read_on_their_0_100_grid():
+    """GeoChat's own form {<x1><y1><x2><y2>|<angle>} says its convention: a 0-100 grid, whatever the
+    model's (a GeoChat conversion loads as a LLaVA-family model, whose answers are 0-1 fractions)."""
+    from rsvg_zeroov.overview.answer import parse_answer
+    from rsvg_zeroov.overview.model import answer_extra
+
+    assert parse_answer("{<10><20><50><60>|<0>}", "fraction") == ((10, 20, 50, 60), "grid-100")
+    assert parse_answer("a ship at { <12.5> <20><50> <60>}", "fraction") == ((12.5, 20, 50, 60), "grid-100")
+    assert parse_answer("[0.1, 0.2, 0.5, 0.6] or {<1><2><3><4>}", "fraction") == ((0.1, 0.2, 0.5, 0.6), "fraction")
+    assert parse_answer("{<10><20><50>}", "fraction") == (None, "fraction")
+    assert to_original((10, 20, 50, 60), "grid-100", (400, 200)) == [20.0, 80.0, 100.0, 240.0]
+    meta = {"answer": "{<10><20><50><60>|<30>}", "image_size": [200, 400], "resized_size": [336, 336],
+            "box_convention": "fraction"}
+    assert box_from_sidecar(meta) == [20.0, 80.0, 100.0, 240.0]
+    extra = answer_extra(meta["answer"], "fraction", (400, 200), (336, 336))
+    assert extra == {"box_convention": "fraction", "answer_box": [20.0, 80.0, 100.0, 240.0]}

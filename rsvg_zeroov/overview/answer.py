@@ -6,9 +6,13 @@ Stage 1 asks for ``[x1, y1, x2, y2]``; each VLM family answers in its own coordi
 - ``"resized-pixels"``: absolute pixels of the image the vision tower saw (``resized_size`` in
   the sidecar; Qwen2.5-VL);
 - ``"grid-1000"``: a 0-1000 grid over the image (Qwen3-VL);
-- ``"fraction"``: 0-1 fractions of the image (LLaVA family).
+- ``"fraction"``: 0-1 fractions of the image (LLaVA family);
+- ``"grid-100"``: a 0-100 grid, in GeoChat's own box form ``{<x1><y1><x2><y2>|<angle>}``. The form
+  says its convention, so such an answer is read on the 0-100 grid whatever model wrote it (a GeoChat
+  conversion loads as a LLaVA-family model); the rotation angle is not used (an XYXY box has none).
 
-:func:`parse_box` reads the first four numbers of the first bracketed group; :func:`to_original`
+:func:`parse_box` reads the first four numbers of the first bracketed group (:func:`parse_answer`
+also GeoChat's form, with its convention); :func:`to_original`
 maps them to original pixels (continuous XYXY, clipped to the image, corners sorted);
 :func:`box_from_sidecar` does both for a ``RUN/overview/<id>.json`` with the convention of the
 model that sidecar names, so runs written by earlier versions (Qwen2.5-VL only) work too.
@@ -19,7 +23,7 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
-CONVENTIONS = ("resized-pixels", "grid-1000", "fraction")
+CONVENTIONS = ("resized-pixels", "grid-1000", "fraction", "grid-100")
 DEFAULT_CONVENTION = "resized-pixels"  # Qwen2.5-VL, the only VLM of earlier versions
 
 _NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)"
@@ -27,10 +31,24 @@ _GROUP = re.compile(r"[\[(]\s*(" + _NUMBER + r")\s*,\s*(" + _NUMBER + r")\s*,\s*
                     + _NUMBER + r")\s*[\])]")
 
 
+_GEOCHAT = re.compile(r"\{\s*<\s*(" + _NUMBER + r")\s*>\s*<\s*(" + _NUMBER + r")\s*>\s*<\s*(" + _NUMBER
+                      + r")\s*>\s*<\s*(" + _NUMBER + r")\s*>")
+
+
 def parse_box(answer: str) -> tuple[float, float, float, float] | None:
     """The first ``[a, b, c, d]`` (or ``(a, b, c, d)``) of ``answer`` as floats, else None."""
     m = _GROUP.search(answer or "")
     return None if m is None else tuple(float(v) for v in m.groups())
+
+
+def parse_answer(answer: str, convention: str) -> tuple[tuple[float, float, float, float] | None, str]:
+    """``(box, its convention)``: :func:`parse_box` in the model's ``convention``, else the first
+    GeoChat ``{<x1><y1><x2><y2>...}`` on the 0-100 grid (``"grid-100"``), else ``(None, convention)``."""
+    box = parse_box(answer)
+    if box is not None:
+        return box, convention
+    m = _GEOCHAT.search(answer or "")
+    return (None, convention) if m is None else (tuple(float(v) for v in m.groups()), "grid-100")
 
 
 def to_original(box: Sequence[float], convention: str, image_hw: Sequence[int],
@@ -49,6 +67,8 @@ def to_original(box: Sequence[float], convention: str, image_hw: Sequence[int],
         sx, sy = w / float(resized_hw[1]), h / float(resized_hw[0])
     elif convention == "grid-1000":
         sx, sy = w / 1000.0, h / 1000.0
+    elif convention == "grid-100":
+        sx, sy = w / 100.0, h / 100.0
     else:
         sx, sy = w, h
     x1, y1, x2, y2 = box
@@ -83,8 +103,8 @@ def box_from_sidecar(meta: dict) -> list[float] | None:
     """The sidecar's answer as an original-pixel ``[x1, y1, x2, y2]``, or None (unparseable)."""
     if isinstance(meta.get("answer_box"), list):  # cached by stage 1
         return [float(v) for v in meta["answer_box"]]
-    box = parse_box(meta.get("answer", ""))
+    box, convention = parse_answer(meta.get("answer", ""), convention_of(meta))
     if box is None:
         return None
     resized = meta.get("resized_size")  # the sidecar's sizes are [W, H]
-    return to_original(box, convention_of(meta), meta["image_size"][::-1], None if resized is None else resized[::-1])
+    return to_original(box, convention, meta["image_size"][::-1], None if resized is None else resized[::-1])

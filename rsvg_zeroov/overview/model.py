@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .answer import DEFAULT_CONVENTION, parse_box, to_original
+from .answer import DEFAULT_CONVENTION, parse_answer, to_original
 from .config import OverviewConfig
 from .fuse import fuse, fuse64, stack_dump
 from .generate import StopAtBracket, TokenClosesAnswer, TokenProgress, cut_answer, eos_ids, generation_config
@@ -239,6 +239,6 @@ def answer_extra(answer: str, convention: str, image_hw, resized_hw) -> dict:
     whose sidecar layout is unchanged."""
     if convention == DEFAULT_CONVENTION:
         return {}
-    box = parse_box(answer)
+    box, read_as = parse_answer(answer, convention)
     return {"box_convention": convention,
-            "answer_box": None if box is None else to_original(box, convention, image_hw, resized_hw)}
+            "answer_box": None if box is None else to_original(box, read_as, image_hw, resized_hw)}
