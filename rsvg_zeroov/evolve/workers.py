@@ -3,8 +3,9 @@ run in a process forked from the stage's, the records come back and are appended
 
 Why processes: the per-sample work is many small NumPy and torch calls that hold the GIL, so
 threads hardly overlap (on 2 cores, 2 threads gave 0.92x and 0.96x one thread's samples/s); forked
-processes do (1.19x and 1.34x the threads: BENCHMARKS.md, "Stage 3 in worker processes"). Forking is cheap (the stage, its
-config and every cache are inherited, nothing is re-imported) and the workers never touch a GPU.
+processes do (1.19x and 1.34x the threads: BENCHMARKS.md, "Stage 3 in worker processes"). Forking
+is cheap (the stage, its config and every cache are inherited, nothing is re-imported) and the
+workers never touch a GPU.
 Where the platform cannot fork (Windows; macOS is not offered it either: its system libraries are
 not fork-safe), the stage keeps its threads. Outputs do not depend on the choice.
 
@@ -44,16 +45,16 @@ def use_processes(requested: bool | None, workers: int, refiner: str | None) -> 
 
 
 def _adopt(stage) -> None:
-    """Worker start-up (after the fork): a fresh timer and read buffers, one kernel thread, no SIGINT."""
+    """Worker start-up (after the fork): fresh read buffers, one kernel thread, no SIGINT (each task
+    starts its own timer: :func:`_whole`)."""
     global _STAGE
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     import torch
 
     from .interaction import ThreadReaders
-    from .stage import PhaseTimer
 
     torch.set_num_threads(1)
-    stage.timer, stage._readers = PhaseTimer(), ThreadReaders(stage.run, stage.config)
+    stage._readers = ThreadReaders(stage.run, stage.config)
     _STAGE = stage
 
 

@@ -138,6 +138,8 @@ class Refiner(Protocol):
     refine(mask, prompt=None): (bool (H, W) refined mask, score or None) for the current image;
     ``prompt`` None = the tight box of ``mask`` (the released prompt).
     resolved(): what loading decided (key, weights file, device), recorded in the stage config.
+    needs_pixels (optional, default True; :class:`ImageCache` has it): False when only the image's
+    size matters (box-fill), so callers pass the path and size instead of decoding the image.
     """
 
     key: str

@@ -235,8 +235,8 @@ class Overview:
 
 def answer_extra(answer: str, convention: str, image_hw, resized_hw) -> dict:
     """The sidecar keys a family other than Qwen2.5-VL adds: its ``box_convention`` and the answer as
-    an original-pixel ``answer_box`` (None when unparseable); sizes (H, W). Empty for Qwen2.5-VL (:data:`DEFAULT_CONVENTION`),
-    whose sidecar layout is unchanged."""
+    an original-pixel ``answer_box`` (None when unparseable); sizes (H, W). Empty for Qwen2.5-VL
+    (:data:`DEFAULT_CONVENTION`), whose sidecar layout is unchanged."""
     if convention == DEFAULT_CONVENTION:
         return {}
     box, read_as = parse_answer(answer, convention)
